@@ -1,0 +1,3 @@
+module council.dev/events
+
+go 1.26

@@ -1,0 +1,3 @@
+module council.dev/functions/critique
+
+go 1.26

@@ -1,0 +1,3 @@
+module council.dev/functions/execute
+
+go 1.26

@@ -1,0 +1,3 @@
+module council.dev/functions/generate
+
+go 1.26

@@ -1,0 +1,3 @@
+module council.dev/knative
+
+go 1.26

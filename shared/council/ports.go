@@ -1,0 +1,122 @@
+package council
+
+import (
+	"context"
+	"time"
+)
+
+// Message is one chat message sent to the LLM.
+type Message struct {
+	Role    string // "system" or "user"
+	Content string
+}
+
+// JSONSchema asks the LLM server for structured output (OpenAI / vLLM
+// response_format json_schema).
+type JSONSchema struct {
+	Name   string
+	Schema []byte // a JSON Schema document
+	Strict bool
+}
+
+// Usage counts the tokens of one or more completions.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+	TotalTokens      int
+}
+
+// Add returns the sum of u and o.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{
+		PromptTokens:     u.PromptTokens + o.PromptTokens,
+		CompletionTokens: u.CompletionTokens + o.CompletionTokens,
+		TotalTokens:      u.TotalTokens + o.TotalTokens,
+	}
+}
+
+// CompletionRequest is one chat completion.
+type CompletionRequest struct {
+	// Model is the model to use; empty means the adapter's configured default.
+	Model       string
+	Messages    []Message
+	Temperature float64
+	MaxTokens   int
+	// Seed makes sampling reproducible where the server supports it; nil means unset.
+	Seed *int64
+	// Schema, when set, asks for output that conforms to it.
+	Schema *JSONSchema
+	// OnToken, when set, asks for a streamed completion and receives each
+	// piece of text as it arrives. It must not block for long.
+	OnToken func(text string)
+}
+
+// Completion is the answer to a CompletionRequest.
+type Completion struct {
+	Content      string
+	Reasoning    string
+	Model        string
+	FinishReason string
+	Usage        Usage
+}
+
+// Completer is the LLM port.
+//
+// Complete returns an error wrapping ErrInvalid when the server rejects the
+// request as malformed (HTTP 400) or the model is not allowed, and one
+// wrapping ErrUnavailable for connection errors, timeouts, 5xx and 429 once
+// its own retries are spent.
+type Completer interface {
+	Complete(ctx context.Context, req CompletionRequest) (Completion, error)
+}
+
+// TokenChunk is one piece of a streamed completion.
+type TokenChunk struct {
+	DeliberationID string
+	AgentID        string
+	Stage          int
+	Seq            int
+	Text           string
+	// Final marks the last chunk of a completion; Text is empty then.
+	Final bool
+}
+
+// TokenSink receives streamed tokens. Publishing is best effort: an error is
+// reported to the caller, who logs it; a generation never fails because of it.
+type TokenSink interface {
+	PublishToken(ctx context.Context, c TokenChunk) error
+}
+
+// Envelope is an outgoing event in wire-neutral form: the events module
+// encodes domain values into envelopes, adapters turn envelopes into
+// CloudEvents on their transport.
+type Envelope struct {
+	// ID is deterministic for a given piece of work, so that a re-sent
+	// envelope is recognised as a duplicate (Nats-Msg-Id, CloudEvents id).
+	ID      string
+	Type    string
+	Source  string
+	Subject string
+	Time    time.Time
+	// Data is the JSON payload.
+	Data []byte
+}
+
+// Emitter sends events (execute's fan-out, the Ray job's results).
+//
+// Emit returns an error wrapping ErrUnavailable when the broker cannot take
+// the event; emitting the same envelope ID twice is not an error.
+type Emitter interface {
+	Emit(ctx context.Context, e Envelope) error
+}
+
+// Store keeps deliberation state with compare-and-set.
+//
+// Get returns ErrNotFound for an unknown id. Create returns ErrConflict when
+// the id exists. Update returns ErrConflict when revision is not the current
+// one. All return ErrUnavailable when the store cannot be reached.
+type Store interface {
+	Get(ctx context.Context, id string) (*Deliberation, uint64, error)
+	Create(ctx context.Context, d *Deliberation) (uint64, error)
+	Update(ctx context.Context, d *Deliberation, revision uint64) (uint64, error)
+}

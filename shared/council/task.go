@@ -1,0 +1,271 @@
+package council
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Kind says which flavour of deliberation a task asks for.
+type Kind string
+
+// The kinds the fleet's callers use (ORIGINAL.md §3, §4).
+const (
+	// KindDeliberation is a plain multi-agent deliberation; it needs plan_id and story_id.
+	KindDeliberation Kind = "deliberation"
+	// KindBacklogReview is a per-role review of a story; it needs story_id and a
+	// task id of the form ceremony-{c}:story-{s}:role-{ROLE}.
+	KindBacklogReview Kind = "backlog_review"
+	// KindTaskExtraction is a single-agent structured generation of tasks
+	// from earlier deliberations, against TaskExtractionSchema.
+	KindTaskExtraction Kind = "task_extraction"
+	// KindTaskDerivation is a single-agent structured generation of the tasks
+	// of a plan, against TaskDerivationSchema.
+	KindTaskDerivation Kind = "task_derivation"
+)
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool {
+	switch k {
+	case KindDeliberation, KindBacklogReview, KindTaskExtraction, KindTaskDerivation:
+		return true
+	}
+	return false
+}
+
+// SinglePass reports whether the kind is one structured generation with no
+// critique, revision or ranking.
+func (k Kind) SinglePass() bool { return k == KindTaskExtraction || k == KindTaskDerivation }
+
+// Backend says where a deliberation runs.
+type Backend string
+
+// Backends.
+const (
+	// BackendFunctions runs the deliberation through the generate and critique functions.
+	BackendFunctions Backend = "functions"
+	// BackendRay runs the deliberation as a Ray job (council-agent).
+	BackendRay Backend = "ray"
+)
+
+// Agent is one member of the council.
+type Agent struct {
+	// ID names the agent; it appears in NATS subjects, so it is limited to
+	// letters, digits, '-' and '_'.
+	ID string
+	// Role is what the agent focuses on (DEV, QA, ARCHITECT, DEVOPS, DATA, …).
+	Role string
+	// Model overrides the task's model for this agent when the operator allows it.
+	Model string
+	// PromptTemplate, when set, is an extra instruction added to the agent's system prompt.
+	PromptTemplate string
+}
+
+// Constraints bound a deliberation.
+type Constraints struct {
+	StoryID string
+	PlanID  string
+	// Timeout is the deadline of the whole deliberation from its start.
+	Timeout time.Duration
+	// MaxRetries is how many times a failed call of one agent is retried; 0 means never.
+	MaxRetries int
+	// Rounds is the number of revision rounds (≥ 1 for multi-agent kinds).
+	Rounds int
+	// Peers is how many peers critique each proposal (ring order); ≥ 1.
+	Peers int
+	// Rubric names the criteria critiques score.
+	Rubric []string
+	// MaxTokens caps each completion.
+	MaxTokens int
+	// Metadata is the caller's opaque key/value context (task_type, ceremony_id, …).
+	// It is carried through to results; it is never written into a prompt.
+	Metadata map[string]string
+}
+
+// Task is what a deliberation works on.
+type Task struct {
+	ID          string
+	Description string
+	Role        string
+	Kind        Kind
+	Constraints Constraints
+	Agents      []Agent
+	// Model is the model every agent uses unless the agent names its own.
+	Model   string
+	Backend Backend
+}
+
+// Defaults and limits of a task.
+const (
+	DefaultTimeout    = 300 * time.Second
+	DefaultMaxRetries = 2
+	DefaultRounds     = 1
+	DefaultPeers      = 1
+	DefaultMaxTokens  = 512
+	MaxAgents         = 16
+	MaxRounds         = 5
+	MaxTimeout        = 6 * time.Hour
+	MaxRetriesLimit   = 10
+	MaxDescription    = 64 << 10
+	MaxTokensLimit    = 32768
+)
+
+// DefaultRubric is the rubric critiques score when the task names none.
+var defaultRubric = []string{"correctness", "completeness", "clarity", "feasibility"}
+
+// DefaultRubric returns a copy of the default rubric.
+func DefaultRubric() []string { return append([]string(nil), defaultRubric...) }
+
+var (
+	idPattern          = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	backlogTaskPattern = regexp.MustCompile(`^ceremony-([^:\s]+):story-([^:\s]+):role-([A-Z][A-Z0-9_]*)$`)
+	criterionPattern   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+)
+
+// ValidAgentID reports whether id can be used as an agent id.
+func ValidAgentID(id string) bool { return idPattern.MatchString(id) }
+
+// BacklogReviewTaskID is the parsed form of a backlog review task id.
+type BacklogReviewTaskID struct{ Ceremony, Story, Role string }
+
+// ParseBacklogReviewTaskID parses ceremony-{c}:story-{s}:role-{ROLE}.
+func ParseBacklogReviewTaskID(id string) (BacklogReviewTaskID, error) {
+	m := backlogTaskPattern.FindStringSubmatch(id)
+	if m == nil {
+		return BacklogReviewTaskID{}, Invalidf("task_id %q: backlog review task ids have the form ceremony-{id}:story-{id}:role-{ROLE}", id)
+	}
+	return BacklogReviewTaskID{Ceremony: m[1], Story: m[2], Role: m[3]}, nil
+}
+
+// WithDefaults returns t with every unset constraint given its default.
+// Zero MaxRetries is a valid request ("never retry") and is kept.
+func (t Task) WithDefaults() Task {
+	c := t.Constraints
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Rounds == 0 {
+		c.Rounds = DefaultRounds
+	}
+	if c.Peers == 0 {
+		c.Peers = DefaultPeers
+	}
+	if c.MaxTokens == 0 {
+		c.MaxTokens = DefaultMaxTokens
+	}
+	if len(c.Rubric) == 0 {
+		c.Rubric = DefaultRubric()
+	}
+	if t.Backend == "" {
+		t.Backend = BackendFunctions
+	}
+	if t.Kind.SinglePass() {
+		c.Rounds = 0
+		c.Peers = 0
+	}
+	t.Constraints = c
+	return t
+}
+
+// Validate checks t (after WithDefaults) and returns an error wrapping
+// ErrInvalid that names every problem found.
+func (t Task) Validate() error {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	c := t.Constraints
+
+	if strings.TrimSpace(t.ID) == "" {
+		add("task_id is required")
+	} else if len(t.ID) > 256 {
+		add("task_id is longer than 256 characters")
+	}
+	if strings.TrimSpace(t.Description) == "" {
+		add("description is required")
+	} else if len(t.Description) > MaxDescription {
+		add("description is longer than %d bytes", MaxDescription)
+	}
+	if strings.TrimSpace(t.Role) == "" {
+		add("role is required")
+	}
+	switch {
+	case !t.Kind.Valid():
+		add("kind %q is unknown (want deliberation, backlog_review, task_extraction or task_derivation)", t.Kind)
+	case t.Kind == KindDeliberation:
+		if strings.TrimSpace(c.PlanID) == "" {
+			add("plan_id is required for kind deliberation")
+		}
+		if strings.TrimSpace(c.StoryID) == "" {
+			add("story_id is required for kind deliberation")
+		}
+	case t.Kind == KindBacklogReview:
+		if strings.TrimSpace(c.StoryID) == "" {
+			add("story_id is required for kind backlog_review")
+		}
+		if t.ID != "" {
+			if _, err := ParseBacklogReviewTaskID(t.ID); err != nil {
+				add("task_id %q does not have the form ceremony-{id}:story-{id}:role-{ROLE}", t.ID)
+			}
+		}
+	}
+	if t.Backend != BackendFunctions && t.Backend != BackendRay {
+		add("backend %q is unknown (want functions or ray)", t.Backend)
+	}
+	switch n := len(t.Agents); {
+	case n == 0:
+		add("at least one agent is required")
+	case n > MaxAgents:
+		add("at most %d agents are allowed, got %d", MaxAgents, n)
+	case t.Kind.SinglePass() && n != 1:
+		add("kind %s is a single-agent structured generation: exactly one agent is required, got %d", t.Kind, n)
+	}
+	seen := make(map[string]bool, len(t.Agents))
+	for i, a := range t.Agents {
+		switch {
+		case !ValidAgentID(a.ID):
+			add("agents[%d].id %q must be 1-64 letters, digits, '-' or '_'", i, a.ID)
+		case seen[a.ID]:
+			add("agents[%d].id %q is duplicated", i, a.ID)
+		}
+		seen[a.ID] = true
+		if strings.TrimSpace(a.Role) == "" {
+			add("agents[%d].role is required", i)
+		}
+	}
+	if c.Timeout <= 0 || c.Timeout > MaxTimeout {
+		add("timeout_seconds must be between 1 and %d", int(MaxTimeout.Seconds()))
+	}
+	if c.MaxRetries < 0 || c.MaxRetries > MaxRetriesLimit {
+		add("max_retries must be between 0 and %d", MaxRetriesLimit)
+	}
+	if !t.Kind.SinglePass() {
+		if c.Rounds < 1 || c.Rounds > MaxRounds {
+			add("rounds must be between 1 and %d", MaxRounds)
+		}
+		if c.Peers < 1 {
+			add("peers must be at least 1")
+		} else if len(t.Agents) > 1 && c.Peers > len(t.Agents)-1 {
+			add("peers must be at most the number of other agents (%d), got %d", len(t.Agents)-1, c.Peers)
+		}
+	}
+	if c.MaxTokens < 1 || c.MaxTokens > MaxTokensLimit {
+		add("max_tokens must be between 1 and %d", MaxTokensLimit)
+	}
+	for i, r := range c.Rubric {
+		if !criterionPattern.MatchString(r) {
+			add("rubric[%d] %q must be a lower_snake_case name", i, r)
+		}
+	}
+	if len(problems) > 0 {
+		return Invalidf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// ModelFor returns the model agent a uses for t.
+func (t Task) ModelFor(a Agent) string {
+	if a.Model != "" {
+		return a.Model
+	}
+	return t.Model
+}

@@ -1,0 +1,3 @@
+module council.dev/shared
+
+go 1.26

@@ -1,0 +1,3 @@
+module council.dev/test
+
+go 1.26
