@@ -1,3 +1,3 @@
 module council.dev/events
 
-go 1.26
+go 1.26.0

@@ -1,3 +1,3 @@
 module council.dev/functions/execute
 
-go 1.26
+go 1.26.0

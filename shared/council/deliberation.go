@@ -1,6 +1,603 @@
 package council
 
-// Deliberation is the aggregate that runs one deliberation. (Being written.)
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Status is where a deliberation stands.
+type Status string
+
+// Deliberation statuses.
+const (
+	StatusRunning   Status = "running"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+)
+
+// Terminal reports whether the status is final.
+func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+
+// Phase is the step inside a stage.
+type Phase string
+
+// Phases of a stage: every surviving agent proposes (stage 0) or revises
+// (stage ≥ 1), then peers critique the proposals.
+const (
+	PhaseProposing  Phase = "proposing"
+	PhaseCritiquing Phase = "critiquing"
+	PhaseDone       Phase = "done"
+)
+
+// WorkKind says what a piece of work asks for.
+type WorkKind string
+
+// Work kinds.
+const (
+	WorkProposal WorkKind = "proposal"
+	WorkCritique WorkKind = "critique"
+)
+
+// WorkState is the state of one piece of work.
+type WorkState string
+
+// Work states.
+const (
+	WorkPending WorkState = "pending"
+	WorkDone    WorkState = "done"
+	WorkFailed  WorkState = "failed"
+)
+
+// Work is one LLM call the deliberation waits for: a proposal (or revision)
+// by AgentID, or a critique by AgentID of AuthorID's proposal.
+type Work struct {
+	Key         string
+	Kind        WorkKind
+	Stage       int
+	AgentID     string
+	AuthorID    string
+	Attempt     int
+	State       WorkState
+	RequestedAt time.Time
+	LastError   string
+}
+
+// Proposal is an agent's answer to the task at one stage.
+type Proposal struct {
+	AgentID   string
+	Role      string
+	Stage     int
+	Content   string
+	Reasoning string
+	Model     string
+	Usage     Usage
+	Duration  time.Duration
+	Attempt   int
+}
+
+// Critique is a peer review of a proposal with structured scores in [0,1].
+type Critique struct {
+	ReviewerID  string
+	AuthorID    string
+	Stage       int
+	Scores      map[string]float64
+	Overall     float64
+	Strengths   []string
+	Issues      []string
+	Suggestions []string
+	Model       string
+	Usage       Usage
+	Duration    time.Duration
+	Attempt     int
+}
+
+// AgentFailure records an agent that exhausted its retries.
+type AgentFailure struct {
+	AgentID string
+	Stage   int
+	Reason  string
+}
+
+// Ranked is a final proposal with its score and the critiques of the final review.
+type Ranked struct {
+	Rank      int
+	Proposal  Proposal
+	Score     float64
+	Scores    map[string]float64
+	Scored    bool
+	Critiques []Critique
+}
+
+// Result is the outcome of a completed deliberation.
+type Result struct {
+	Winner  string
+	Ranking []Ranked
+	// History holds the proposals and critiques of the stages before the final one.
+	History  []Proposal
+	Reviews  []Critique
+	Failures []AgentFailure
+	Usage    Usage
+	Duration time.Duration
+}
+
+// Outbox keys of the terminal events.
+const (
+	OutboxCompleted = "completed"
+	OutboxFailed    = "failed"
+)
+
+// Deliberation is the aggregate that runs one deliberation. Every method is
+// a pure state transition: callers persist the aggregate (compare-and-set)
+// and then send what Outbox names, removing each key once sent. Every
+// transition is idempotent: applying a duplicate or stale result changes
+// nothing and reports false.
 type Deliberation struct {
-	ID string
+	ID         string
+	Task       Task
+	Status     Status
+	Stage      int
+	Phase      Phase
+	StartedAt  time.Time
+	Deadline   time.Time
+	FinishedAt time.Time
+	Work       map[string]*Work
+	Proposals  map[string]Proposal
+	Critiques  map[string]Critique
+	Failures   []AgentFailure
+	Result     *Result
+	Reason     string
+	// Outbox lists the work keys (and OutboxCompleted / OutboxFailed) whose
+	// events are still to be sent.
+	Outbox []string
+	// Job is the Ray job running this deliberation (backend ray), if any.
+	Job *JobRef
+}
+
+// JobRef records the Ray job of a deliberation.
+type JobRef struct {
+	SubmissionID string
+	Attempt      int
+	State        JobState
+	SubmittedAt  time.Time
+	Message      string
+}
+
+// DeliberationID derives the id of the deliberation a request starts from
+// the request event's source and id, so a retried request maps to the same
+// deliberation. The id is subject-safe (hex).
+func DeliberationID(source, eventID string) string {
+	sum := sha256.Sum256([]byte(source + "\x00" + eventID))
+	return "dlb-" + hex.EncodeToString(sum[:12])
+}
+
+// ProposalKey names the proposal work of agent at stage.
+func ProposalKey(stage int, agent string) string { return fmt.Sprintf("p.%d.%s", stage, agent) }
+
+// CritiqueKey names the critique work of reviewer on author's proposal at stage.
+func CritiqueKey(stage int, author, reviewer string) string {
+	return fmt.Sprintf("c.%d.%s.%s", stage, author, reviewer)
+}
+
+// New starts a deliberation of task at now. The task gets its defaults and
+// is validated; an invalid task returns an error wrapping ErrInvalid.
+func New(id string, task Task, now time.Time) (*Deliberation, error) {
+	if id == "" {
+		return nil, Invalidf("deliberation id is required")
+	}
+	task = task.WithDefaults()
+	if err := task.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Deliberation{
+		ID:        id,
+		Task:      task,
+		Status:    StatusRunning,
+		Phase:     PhaseProposing,
+		StartedAt: now,
+		Deadline:  now.Add(task.Constraints.Timeout),
+		Work:      map[string]*Work{},
+		Proposals: map[string]Proposal{},
+		Critiques: map[string]Critique{},
+	}
+	if task.Backend == BackendRay {
+		// The Ray job runs the engine; execute only follows it.
+		return d, nil
+	}
+	for _, a := range task.Agents {
+		d.addWork(&Work{Key: ProposalKey(0, a.ID), Kind: WorkProposal, Stage: 0, AgentID: a.ID}, now)
+	}
+	return d, nil
+}
+
+func (d *Deliberation) addWork(w *Work, now time.Time) {
+	w.Attempt = 1
+	w.State = WorkPending
+	w.RequestedAt = now
+	d.Work[w.Key] = w
+	d.Outbox = append(d.Outbox, w.Key)
+}
+
+// Agent returns the agent with id.
+func (d *Deliberation) Agent(id string) (Agent, bool) {
+	for _, a := range d.Task.Agents {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return Agent{}, false
+}
+
+// Failed reports whether agent id has been recorded as failed.
+func (d *Deliberation) Failed(id string) bool {
+	return slices.ContainsFunc(d.Failures, func(f AgentFailure) bool { return f.AgentID == id })
+}
+
+// Pending returns the pending work, in key order.
+func (d *Deliberation) Pending() []*Work {
+	var out []*Work
+	for _, w := range d.Work {
+		if w.State == WorkPending {
+			out = append(out, w)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// Acknowledge removes key from the outbox once its event has been sent.
+// It reports whether the outbox changed.
+func (d *Deliberation) Acknowledge(key string) bool {
+	i := slices.Index(d.Outbox, key)
+	if i < 0 {
+		return false
+	}
+	d.Outbox = slices.Delete(d.Outbox, i, i+1)
+	return true
+}
+
+// RecordProposal records the proposal that answers work key. It reports
+// whether the state changed (false for a duplicate, a stale or an unknown result).
+func (d *Deliberation) RecordProposal(key string, p Proposal, now time.Time) (bool, error) {
+	w, err := d.acceptResult(key, WorkProposal, p.AgentID)
+	if err != nil || w == nil {
+		return false, err
+	}
+	if strings.TrimSpace(p.Content) == "" {
+		return d.recordFailure(w, w.Attempt, "empty proposal", true, now), nil
+	}
+	w.State = WorkDone
+	p.Stage = w.Stage
+	if a, ok := d.Agent(w.AgentID); ok && p.Role == "" {
+		p.Role = a.Role
+	}
+	d.Proposals[key] = p
+	d.advance(now)
+	return true, nil
+}
+
+// RecordCritique records the critique that answers work key.
+func (d *Deliberation) RecordCritique(key string, c Critique, now time.Time) (bool, error) {
+	w, err := d.acceptResult(key, WorkCritique, c.ReviewerID)
+	if err != nil || w == nil {
+		return false, err
+	}
+	if err := c.validate(d.Task.Constraints.Rubric); err != nil {
+		return d.recordFailure(w, w.Attempt, err.Error(), true, now), nil
+	}
+	w.State = WorkDone
+	c.Stage, c.AuthorID = w.Stage, w.AuthorID
+	d.Critiques[key] = c
+	d.advance(now)
+	return true, nil
+}
+
+// RecordFailure records that attempt of work key failed with reason. A
+// retryable failure with retries left asks for the work again (the key goes
+// back to the outbox with the next attempt); otherwise the agent is recorded
+// as failed and the deliberation goes on without it.
+func (d *Deliberation) RecordFailure(key string, attempt int, reason string, retryable bool, now time.Time) (bool, error) {
+	if d.Status.Terminal() {
+		return false, nil
+	}
+	w, ok := d.Work[key]
+	if !ok {
+		return false, fmt.Errorf("%w: deliberation %s has no work %q", ErrNotFound, d.ID, key)
+	}
+	if w.State != WorkPending || attempt != w.Attempt {
+		return false, nil
+	}
+	return d.recordFailure(w, attempt, reason, retryable, now), nil
+}
+
+func (d *Deliberation) recordFailure(w *Work, attempt int, reason string, retryable bool, now time.Time) bool {
+	w.LastError = reason
+	if retryable && attempt <= d.Task.Constraints.MaxRetries {
+		w.Attempt = attempt + 1
+		w.RequestedAt = now
+		if !slices.Contains(d.Outbox, w.Key) {
+			d.Outbox = append(d.Outbox, w.Key)
+		}
+		return true
+	}
+	w.State = WorkFailed
+	if !d.Failed(w.AgentID) {
+		d.Failures = append(d.Failures, AgentFailure{
+			AgentID: w.AgentID, Stage: w.Stage,
+			Reason: fmt.Sprintf("%s %s failed after %d attempt(s): %s", w.Kind, w.Key, attempt, reason),
+		})
+	}
+	d.advance(now)
+	return true
+}
+
+// acceptResult returns the pending work a result answers, nil when the
+// result is a duplicate or arrives after the end, or an error when the
+// result does not belong to this deliberation.
+func (d *Deliberation) acceptResult(key string, kind WorkKind, agent string) (*Work, error) {
+	if d.Status.Terminal() {
+		return nil, nil
+	}
+	w, ok := d.Work[key]
+	if !ok {
+		return nil, fmt.Errorf("%w: deliberation %s has no work %q", ErrNotFound, d.ID, key)
+	}
+	if w.Kind != kind || w.AgentID != agent {
+		return nil, Invalidf("work %q of deliberation %s is a %s by %s, not a %s by %s", key, d.ID, w.Kind, w.AgentID, kind, agent)
+	}
+	if w.State != WorkPending {
+		return nil, nil
+	}
+	return w, nil
+}
+
+// Tick checks the deadline at now. It reports whether the state changed.
+func (d *Deliberation) Tick(now time.Time) bool {
+	if d.Status.Terminal() || now.Before(d.Deadline) {
+		return false
+	}
+	done, total := 0, 0
+	for _, w := range d.Work {
+		total++
+		if w.State != WorkPending {
+			done++
+		}
+	}
+	d.fail(fmt.Sprintf("timeout: timeout_seconds=%d elapsed with %d of %d calls finished",
+		int(d.Task.Constraints.Timeout.Seconds()), done, total), now)
+	return true
+}
+
+// Resend puts back in the outbox the pending work requested before
+// now-after, so that a request lost on the way is sent again. It reports
+// whether the state changed.
+func (d *Deliberation) Resend(now time.Time, after time.Duration) bool {
+	if d.Status.Terminal() {
+		return false
+	}
+	changed := false
+	for _, w := range d.Pending() {
+		if now.Sub(w.RequestedAt) >= after && !slices.Contains(d.Outbox, w.Key) {
+			w.RequestedAt = now
+			d.Outbox = append(d.Outbox, w.Key)
+			changed = true
+		}
+	}
+	return changed
+}
+
+// Fail ends the deliberation as failed with reason (used for failures
+// outside the engine, like a Ray job that failed). It reports whether the
+// state changed.
+func (d *Deliberation) Fail(reason string, now time.Time) bool {
+	if d.Status.Terminal() {
+		return false
+	}
+	d.fail(reason, now)
+	return true
+}
+
+// Complete ends the deliberation with a result computed elsewhere (the Ray
+// backend). It reports whether the state changed.
+func (d *Deliberation) Complete(r Result, now time.Time) bool {
+	if d.Status.Terminal() {
+		return false
+	}
+	d.Result = &r
+	d.Status, d.Phase, d.FinishedAt = StatusCompleted, PhaseDone, now
+	d.Outbox = append(d.Outbox, OutboxCompleted)
+	return true
+}
+
+func (d *Deliberation) fail(reason string, now time.Time) {
+	d.Status, d.Phase, d.Reason, d.FinishedAt = StatusFailed, PhaseDone, reason, now
+	d.dropWorkFromOutbox()
+	d.Outbox = append(d.Outbox, OutboxFailed)
+}
+
+func (d *Deliberation) dropWorkFromOutbox() {
+	d.Outbox = slices.DeleteFunc(d.Outbox, func(k string) bool { return k != OutboxCompleted && k != OutboxFailed })
+}
+
+// survivors returns the agents, in task order, that have a done proposal at
+// stage and have not failed.
+func (d *Deliberation) survivors(stage int) []Agent {
+	var out []Agent
+	for _, a := range d.Task.Agents {
+		if d.Failed(a.ID) {
+			continue
+		}
+		if _, ok := d.Proposals[ProposalKey(stage, a.ID)]; ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (d *Deliberation) phaseDone() bool {
+	for _, w := range d.Work {
+		if w.Stage == d.Stage && w.State == WorkPending {
+			want := WorkProposal
+			if d.Phase == PhaseCritiquing {
+				want = WorkCritique
+			}
+			if w.Kind == want {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// advance moves the deliberation forward as far as the recorded results allow.
+func (d *Deliberation) advance(now time.Time) {
+	for d.Status == StatusRunning && d.phaseDone() {
+		alive := d.survivors(d.Stage)
+		if len(alive) == 0 {
+			d.fail("all agents failed: "+d.failureSummary(), now)
+			return
+		}
+		switch {
+		case d.Phase == PhaseProposing && (d.Task.Kind.SinglePass() || len(alive) == 1):
+			d.complete(now)
+			return
+		case d.Phase == PhaseProposing:
+			d.assignCritiques(alive, now)
+			d.Phase = PhaseCritiquing
+		case d.Stage < d.Task.Constraints.Rounds:
+			d.Stage++
+			d.Phase = PhaseProposing
+			for _, a := range alive {
+				d.addWork(&Work{Key: ProposalKey(d.Stage, a.ID), Kind: WorkProposal, Stage: d.Stage, AgentID: a.ID}, now)
+			}
+		default:
+			d.complete(now)
+			return
+		}
+	}
+}
+
+// assignCritiques gives each proposal of the stage to the next k agents in
+// ring order.
+func (d *Deliberation) assignCritiques(alive []Agent, now time.Time) {
+	k := min(d.Task.Constraints.Peers, len(alive)-1)
+	for i, author := range alive {
+		for j := 1; j <= k; j++ {
+			reviewer := alive[(i+j)%len(alive)]
+			d.addWork(&Work{
+				Key: CritiqueKey(d.Stage, author.ID, reviewer.ID), Kind: WorkCritique,
+				Stage: d.Stage, AgentID: reviewer.ID, AuthorID: author.ID,
+			}, now)
+		}
+	}
+}
+
+func (d *Deliberation) failureSummary() string {
+	if len(d.Failures) == 0 {
+		return "no proposal"
+	}
+	parts := make([]string, 0, len(d.Failures))
+	for _, f := range d.Failures {
+		parts = append(parts, f.AgentID+": "+f.Reason)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// complete ranks the final proposals and ends the deliberation.
+func (d *Deliberation) complete(now time.Time) {
+	r := Result{Duration: now.Sub(d.StartedAt), Failures: slices.Clone(d.Failures)}
+	final := d.Stage
+	for _, a := range d.survivors(final) {
+		p := d.Proposals[ProposalKey(final, a.ID)]
+		rk := Ranked{Proposal: p, Scores: map[string]float64{}}
+		for _, c := range d.critiquesOf(final, a.ID) {
+			rk.Critiques = append(rk.Critiques, c)
+		}
+		if n := len(rk.Critiques); n > 0 {
+			rk.Scored = true
+			for _, c := range rk.Critiques {
+				rk.Score += c.Overall / float64(n)
+				for name, v := range c.Scores {
+					rk.Scores[name] += v / float64(n)
+				}
+			}
+		}
+		r.Ranking = append(r.Ranking, rk)
+	}
+	// Stable: ties keep the task's agent order; unscored proposals go last.
+	sort.SliceStable(r.Ranking, func(i, j int) bool {
+		a, b := r.Ranking[i], r.Ranking[j]
+		if a.Scored != b.Scored {
+			return a.Scored
+		}
+		return a.Score > b.Score
+	})
+	for i := range r.Ranking {
+		r.Ranking[i].Rank = i + 1
+	}
+	if len(r.Ranking) > 0 {
+		r.Winner = r.Ranking[0].Proposal.AgentID
+	}
+	for _, k := range sortedKeys(d.Proposals) {
+		if p := d.Proposals[k]; p.Stage < final || d.Failed(p.AgentID) {
+			r.History = append(r.History, p)
+		}
+		r.Usage = r.Usage.Add(d.Proposals[k].Usage)
+	}
+	for _, k := range sortedKeys(d.Critiques) {
+		c := d.Critiques[k]
+		if c.Stage < final || d.Failed(c.AuthorID) {
+			r.Reviews = append(r.Reviews, c)
+		}
+		r.Usage = r.Usage.Add(c.Usage)
+	}
+	d.Result = &r
+	d.Status, d.Phase, d.FinishedAt = StatusCompleted, PhaseDone, now
+	d.dropWorkFromOutbox()
+	d.Outbox = append(d.Outbox, OutboxCompleted)
+}
+
+func (d *Deliberation) critiquesOf(stage int, author string) []Critique {
+	var out []Critique
+	for _, k := range sortedKeys(d.Critiques) {
+		if c := d.Critiques[k]; c.Stage == stage && c.AuthorID == author {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (c Critique) validate(rubric []string) error {
+	check := func(name string, v float64) error {
+		if v < 0 || v > 1 || v != v {
+			return fmt.Errorf("score %s=%v is outside [0,1]", name, v)
+		}
+		return nil
+	}
+	if err := check("overall", c.Overall); err != nil {
+		return err
+	}
+	for _, name := range rubric {
+		v, ok := c.Scores[name]
+		if !ok {
+			return fmt.Errorf("score for criterion %q is missing", name)
+		}
+		if err := check(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }

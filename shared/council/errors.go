@@ -45,3 +45,8 @@ func Retryable(err error) bool {
 		return true
 	}
 }
+
+// ErrBadOutput marks model output that does not have the required form
+// (invalid JSON, a score out of range). It is transient: another sample may
+// be fine.
+var ErrBadOutput = errors.New("bad model output")

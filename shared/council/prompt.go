@@ -1,0 +1,294 @@
+package council
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"strings"
+	"time"
+)
+
+// ProposalRequest asks one agent for a proposal (stage 0) or for the
+// revision of its own proposal from the critiques it received (stage ≥ 1).
+type ProposalRequest struct {
+	DeliberationID string
+	Key            string
+	Task           Task
+	Agent          Agent
+	Stage          int
+	Attempt        int
+	// Previous is the agent's own proposal of the previous stage (revisions only).
+	Previous *Proposal
+	// Critiques are the critiques Previous received (revisions only).
+	Critiques []Critique
+}
+
+// CritiqueRequest asks a reviewer for a structured critique of a peer's proposal.
+type CritiqueRequest struct {
+	DeliberationID string
+	Key            string
+	Task           Task
+	Reviewer       Agent
+	Proposal       Proposal
+	Stage          int
+	Attempt        int
+}
+
+// ProposalRequest returns the request for proposal work key.
+func (d *Deliberation) ProposalRequest(key string) (ProposalRequest, error) {
+	w, ok := d.Work[key]
+	if !ok || w.Kind != WorkProposal {
+		return ProposalRequest{}, fmt.Errorf("%w: deliberation %s has no proposal work %q", ErrNotFound, d.ID, key)
+	}
+	a, _ := d.Agent(w.AgentID)
+	r := ProposalRequest{DeliberationID: d.ID, Key: key, Task: d.Task, Agent: a, Stage: w.Stage, Attempt: w.Attempt}
+	if w.Stage > 0 {
+		if p, ok := d.Proposals[ProposalKey(w.Stage-1, a.ID)]; ok {
+			r.Previous = &p
+		}
+		r.Critiques = d.critiquesOf(w.Stage-1, a.ID)
+	}
+	return r, nil
+}
+
+// CritiqueRequest returns the request for critique work key.
+func (d *Deliberation) CritiqueRequest(key string) (CritiqueRequest, error) {
+	w, ok := d.Work[key]
+	if !ok || w.Kind != WorkCritique {
+		return CritiqueRequest{}, fmt.Errorf("%w: deliberation %s has no critique work %q", ErrNotFound, d.ID, key)
+	}
+	a, _ := d.Agent(w.AgentID)
+	return CritiqueRequest{
+		DeliberationID: d.ID, Key: key, Task: d.Task, Reviewer: a,
+		Proposal: d.Proposals[ProposalKey(w.Stage, w.AuthorID)], Stage: w.Stage, Attempt: w.Attempt,
+	}, nil
+}
+
+var roleFocus = map[string]string{
+	"DEV":            "clean, tested, maintainable code and a concrete implementation path",
+	"QA":             "test strategy, edge cases, failure modes and how each requirement is verified",
+	"ARCHITECT":      "system design, boundaries, trade-offs and scalability",
+	"DEVOPS":         "deployment, CI/CD, observability and reliability in production",
+	"DATA":           "data pipelines, data quality, schemas and migrations",
+	"TASK_EXTRACTOR": "extracting concrete, actionable, ordered tasks from deliberations",
+}
+
+// SystemPrompt is the stable part of every prompt of an agent: role, task
+// kind and rubric come first so that the server's prefix cache is shared by
+// the agents of one deliberation.
+func systemPrompt(t Task, a Agent) string {
+	var b strings.Builder
+	role := strings.ToUpper(strings.TrimSpace(a.Role))
+	focus, ok := roleFocus[role]
+	if !ok {
+		focus = "the concerns an expert " + a.Role + " engineer brings"
+	}
+	fmt.Fprintf(&b, "You are a member of a council of software engineering agents. Your role is %s; you focus on %s.\n", role, focus)
+	fmt.Fprintf(&b, "Proposals are judged on: %s.\n", strings.Join(t.Constraints.Rubric, ", "))
+	if a.PromptTemplate != "" {
+		b.WriteString(a.PromptTemplate)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// ProposalMessages builds the chat messages of a proposal request: the
+// task first, then the per-agent, per-round part.
+func ProposalMessages(r ProposalRequest) []Message {
+	var u strings.Builder
+	fmt.Fprintf(&u, "Task %s:\n%s\n\n", r.Task.ID, r.Task.Description)
+	switch {
+	case r.Task.Kind.SinglePass():
+		u.WriteString("Answer with JSON that matches the requested schema, and nothing else.\n")
+	case r.Previous == nil:
+		u.WriteString("Write your proposal. Cover: 1) analysis of the requirements, 2) the solution approach, " +
+			"3) implementation details, 4) risks and how to mitigate them.\n")
+	default:
+		u.WriteString("Revise your own proposal below using the critiques your peers gave it. Keep what works, " +
+			"fix every issue raised, and answer with the complete revised proposal.\n\n")
+		fmt.Fprintf(&u, "Your proposal (round %d):\n%s\n", r.Previous.Stage, r.Previous.Content)
+		for i, c := range r.Critiques {
+			fmt.Fprintf(&u, "\nCritique %d (overall %.2f):\n", i+1, c.Overall)
+			writeList(&u, "Strengths", c.Strengths)
+			writeList(&u, "Issues", c.Issues)
+			writeList(&u, "Suggestions", c.Suggestions)
+		}
+	}
+	return []Message{{Role: "system", Content: systemPrompt(r.Task, r.Agent)}, {Role: "user", Content: u.String()}}
+}
+
+// CritiqueMessages builds the chat messages of a critique request.
+func CritiqueMessages(r CritiqueRequest) []Message {
+	var u strings.Builder
+	fmt.Fprintf(&u, "Task %s:\n%s\n\n", r.Task.ID, r.Task.Description)
+	fmt.Fprintf(&u, "As %s, review the proposal of your peer %s. Score each criterion (%s) and the proposal overall "+
+		"from 0 (unusable) to 10 (excellent); name strengths, issues and actionable suggestions. Answer with JSON only.\n\n",
+		r.Reviewer.ID, r.Proposal.AgentID, strings.Join(r.Task.Constraints.Rubric, ", "))
+	fmt.Fprintf(&u, "Proposal:\n%s\n", r.Proposal.Content)
+	return []Message{{Role: "system", Content: systemPrompt(r.Task, r.Reviewer)}, {Role: "user", Content: u.String()}}
+}
+
+func writeList(b *strings.Builder, title string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "%s:\n", title)
+	for _, it := range items {
+		fmt.Fprintf(b, "- %s\n", it)
+	}
+}
+
+// Critique output bounds: the schema caps list lengths and string sizes so a
+// model cannot run away inside the JSON.
+const (
+	critiqueMaxItems  = 5
+	critiqueMaxLength = 200
+	scoreScale        = 10
+)
+
+// CritiqueSchema returns the JSON Schema a critique must follow for rubric:
+// integer scores 0..10 per criterion and overall (normalised to [0,1] by
+// ParseCritique), bounded lists of strengths, issues and suggestions.
+func CritiqueSchema(rubric []string) JSONSchema {
+	score := map[string]any{"type": "integer", "minimum": 0, "maximum": scoreScale}
+	props := map[string]any{}
+	for _, name := range rubric {
+		props[name] = score
+	}
+	list := map[string]any{"type": "array", "maxItems": critiqueMaxItems,
+		"items": map[string]any{"type": "string", "maxLength": critiqueMaxLength}}
+	schema := map[string]any{
+		"type": "object",
+		"properties": map[string]any{
+			"scores": map[string]any{"type": "object", "properties": props, "required": rubric, "additionalProperties": false},
+			"overall": score, "strengths": list, "issues": list, "suggestions": list,
+		},
+		"required":             []string{"scores", "overall", "strengths", "issues", "suggestions"},
+		"additionalProperties": false,
+	}
+	b, _ := json.Marshal(schema) // maps of strings, ints and slices always marshal
+	return JSONSchema{Name: "critique", Schema: b, Strict: true}
+}
+
+type critiqueOutput struct {
+	Scores      map[string]json.Number `json:"scores"`
+	Overall     *json.Number           `json:"overall"`
+	Strengths   []string               `json:"strengths"`
+	Issues      []string               `json:"issues"`
+	Suggestions []string               `json:"suggestions"`
+}
+
+// ParseCritique parses model output that should follow CritiqueSchema. It
+// returns an error wrapping ErrBadOutput that says what is wrong.
+func ParseCritique(content string, rubric []string) (Critique, error) {
+	var out critiqueOutput
+	dec := json.NewDecoder(strings.NewReader(strings.TrimSpace(content)))
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
+		return Critique{}, fmt.Errorf("%w: critique is not valid JSON: %v", ErrBadOutput, err)
+	}
+	norm := func(name string, n json.Number) (float64, error) {
+		v, err := n.Float64()
+		if err != nil || math.IsNaN(v) || v < 0 || v > scoreScale {
+			return 0, fmt.Errorf("%w: score %s=%q is not a number in [0,%d]", ErrBadOutput, name, n, scoreScale)
+		}
+		return v / scoreScale, nil
+	}
+	if out.Overall == nil {
+		return Critique{}, fmt.Errorf("%w: critique has no overall score", ErrBadOutput)
+	}
+	c := Critique{Scores: map[string]float64{}, Strengths: out.Strengths, Issues: out.Issues, Suggestions: out.Suggestions}
+	var err error
+	if c.Overall, err = norm("overall", *out.Overall); err != nil {
+		return Critique{}, err
+	}
+	for _, name := range rubric {
+		n, ok := out.Scores[name]
+		if !ok {
+			return Critique{}, fmt.Errorf("%w: critique has no score for criterion %q", ErrBadOutput, name)
+		}
+		if c.Scores[name], err = norm(name, n); err != nil {
+			return Critique{}, err
+		}
+	}
+	return c, nil
+}
+
+// Sampling of proposals: a base temperature, spread per agent for
+// diversity; structured output is sampled greedily.
+const (
+	baseTemperature   = 0.7
+	temperatureSpread = 0.1
+)
+
+func sampling(deliberation string, t Task, a Agent, stage int) (float64, *int64) {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%s/%d", deliberation, a.ID, stage)
+	seed := int64(h.Sum64() & math.MaxInt32)
+	if t.Kind.SinglePass() {
+		return 0, &seed
+	}
+	idx := 0
+	for i, x := range t.Agents {
+		if x.ID == a.ID {
+			idx = i
+		}
+	}
+	return baseTemperature + temperatureSpread*float64(idx%4), &seed
+}
+
+// Generate runs a proposal request on llm. onToken, when not nil, receives
+// the streamed text. Structured kinds are checked to be JSON objects.
+func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken func(string)) (Proposal, error) {
+	temp, seed := sampling(r.DeliberationID, r.Task, r.Agent, r.Stage)
+	req := CompletionRequest{
+		Model: r.Task.ModelFor(r.Agent), Messages: ProposalMessages(r),
+		Temperature: temp, MaxTokens: r.Task.Constraints.MaxTokens, Seed: seed, OnToken: onToken,
+	}
+	if s, ok := StructuredSchema(r.Task.Kind); ok {
+		req.Schema = &s
+	}
+	start := time.Now()
+	c, err := llm.Complete(ctx, req)
+	if err != nil {
+		return Proposal{}, fmt.Errorf("generate %s: %w", r.Key, err)
+	}
+	if req.Schema != nil {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(c.Content), &obj); err != nil {
+			return Proposal{}, fmt.Errorf("generate %s: %w: structured output is not a JSON object: %v", r.Key, ErrBadOutput, err)
+		}
+	}
+	if strings.TrimSpace(c.Content) == "" {
+		return Proposal{}, fmt.Errorf("generate %s: %w: empty completion", r.Key, ErrBadOutput)
+	}
+	return Proposal{
+		AgentID: r.Agent.ID, Role: r.Agent.Role, Stage: r.Stage, Content: c.Content, Reasoning: c.Reasoning,
+		Model: c.Model, Usage: c.Usage, Duration: time.Since(start), Attempt: r.Attempt,
+	}, nil
+}
+
+// Review runs a critique request on llm with structured output.
+func Review(ctx context.Context, llm Completer, r CritiqueRequest) (Critique, error) {
+	s := CritiqueSchema(r.Task.Constraints.Rubric)
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%s", r.DeliberationID, r.Key)
+	seed := int64(h.Sum64() & math.MaxInt32)
+	start := time.Now()
+	c, err := llm.Complete(ctx, CompletionRequest{
+		Model: r.Task.ModelFor(r.Reviewer), Messages: CritiqueMessages(r),
+		Temperature: 0.2, MaxTokens: max(r.Task.Constraints.MaxTokens, 256), Seed: &seed, Schema: &s,
+	})
+	if err != nil {
+		return Critique{}, fmt.Errorf("critique %s: %w", r.Key, err)
+	}
+	out, err := ParseCritique(c.Content, r.Task.Constraints.Rubric)
+	if err != nil {
+		return Critique{}, fmt.Errorf("critique %s: %w", r.Key, err)
+	}
+	out.ReviewerID, out.AuthorID, out.Stage = r.Reviewer.ID, r.Proposal.AgentID, r.Stage
+	out.Model, out.Usage, out.Duration, out.Attempt = c.Model, c.Usage, time.Since(start), r.Attempt
+	return out, nil
+}
