@@ -1,0 +1,57 @@
+# council — make help lists the targets.
+SHELL := /bin/bash
+MODULES := shared events functions/execute functions/generate functions/critique knative cli test
+GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
+LLM_URL = $(shell scripts/llm-server.sh url)
+RAY_URL = $(shell scripts/ray.sh url)
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: dev
+dev: llm-up ## The main job: embedded NATS + the three functions + the local LLM server; runs a 3-agent deliberation and prints the ranked result
+	COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} go run ./cli/cmd/council dev
+
+.PHONY: test
+test: llm-up ray-up ## Run every test of every module (starts the LLM server and Ray, with -race)
+	@set -e; export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} COUNCIL_RAY_ADDRESS=$${COUNCIL_RAY_ADDRESS:-$(RAY_URL)}; \
+	for m in $(MODULES); do echo "== $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
+
+.PHONY: test-unit
+test-unit: ## Run the tests that need no LLM server or Ray (domain, events, functions with fakes)
+	cd shared && go test $(GO_TEST_FLAGS) ./council/... ./counciltest/...
+	cd events && go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: cover
+cover: ## Coverage of the domain package (must stay ≥ 90 %)
+	cd shared && go test -coverprofile=../coverage.council.out ./council/ && go tool cover -func=../coverage.council.out | tail -1
+
+.PHONY: build
+build: ## Build every module alone (GOWORK=off) and vet it
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && GOWORK=off go build ./... && go vet ./...); done
+
+.PHONY: bench
+bench: ## Run the benchmarks
+	cd shared && go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: lint
+lint: ## golangci-lint v2 over every module
+	@command -v golangci-lint >/dev/null || go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@latest
+	@set -e; for m in $(MODULES); do (cd $$m && golangci-lint run --config ../$$(echo $$m | sed 's|[^/]*|..|g' | sed 's|^\.\./||')/.golangci.yml ./...); done
+
+.PHONY: llm-up
+llm-up: ## Install (first time: builds llama.cpp) and start the local LLM server with the generated tiny model
+	scripts/llm-server.sh all
+
+.PHONY: llm-down
+llm-down: ## Stop the local LLM server
+	scripts/llm-server.sh stop
+
+.PHONY: ray-up
+ray-up: ## Install and start a local Ray head (dashboard on 127.0.0.1:8265)
+	scripts/ray.sh all
+
+.PHONY: ray-down
+ray-down: ## Stop the local Ray head
+	scripts/ray.sh stop

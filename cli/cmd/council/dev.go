@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"council.dev/cli/stack"
+	"council.dev/events"
+	"council.dev/shared/council"
+)
+
+// defaultFixture is the deliberation the dev command sends: 3 agents, 1 round.
+const defaultFixture = "fixtures/deliberation.requested/valid/deliberation.json"
+
+func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fl := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	llmURL := fl.String("llm-url", envOr(getenv, "COUNCIL_LLM_URL", "http://127.0.0.1:8088/v1"), "OpenAI-compatible base URL")
+	model := fl.String("model", envOr(getenv, "COUNCIL_LLM_MODEL", "council-tiny"), "model")
+	fixture := fl.String("fixture", defaultFixture, "deliberation.requested fixture: a path in the events fixtures, or a file")
+	timeout := fl.Duration("timeout", 10*time.Minute, "how long to wait for the result")
+	natsURL := fl.String("nats-url", "", "use this NATS server instead of an embedded one")
+	verbose := fl.Bool("v", false, "log every event the functions handle")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	ev, err := loadFixture(*fixture)
+	if err != nil {
+		return err
+	}
+	task, err := events.DecodeRequest(ev)
+	if err != nil {
+		return fmt.Errorf("fixture %s: %w", *fixture, err)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	dir, err := os.MkdirTemp("", "council-dev-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	start := time.Now()
+	s, err := stack.Start(ctx, stack.Config{
+		LLMURL: *llmURL, LLMModel: *model, NATSURL: *natsURL, StoreDir: dir,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Fprintf(stdout, "council dev: NATS JetStream at %s, LLM %s (model %s)\n", s.URL, *llmURL, *model)
+
+	sub, err := s.NC.Subscribe(s.Topology.EventsSubjectPrefix+".>", func(m *nats.Msg) { progress(stdout, m.Data) })
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+
+	// A fresh event id per run: the deliberation id derives from source + id.
+	ev.SetID(fmt.Sprintf("dev-%d", time.Now().UnixNano()))
+	id := council.DeliberationID(ev.Source(), ev.ID())
+	data, _ := json.Marshal(ev)
+	if _, err := s.JS.Publish(ctx, s.Topology.EventSubject(ev.Type()), data, jetstreamMsgID(ev.ID())...); err != nil {
+		return fmt.Errorf("send request: %w", err)
+	}
+	fmt.Fprintf(stdout, "sent %s: task %s (%s, %d agents, %d round(s)) → deliberation %s\n",
+		ev.Type(), task.ID, task.Kind, len(task.Agents), task.Constraints.Rounds, id)
+
+	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	out, err := s.Await(wctx, id)
+	if err != nil {
+		return err
+	}
+	_ = sub.Drain()
+	if out.Failed != nil {
+		return fmt.Errorf("deliberation %s failed after %s: %s", id, time.Since(start).Round(time.Millisecond), out.Failed.Reason)
+	}
+	printResult(stdout, out.Completed, time.Since(start))
+	return nil
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func loadFixture(path string) (event.Event, error) {
+	if _, err := fs.Stat(events.Fixtures(), path); err == nil {
+		return events.LoadFixture(path)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("fixture %s: not in the events fixtures and not a readable file: %w", path, err)
+	}
+	var e event.Event
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return event.Event{}, fmt.Errorf("fixture %s: not a structured CloudEvent: %w", path, err)
+	}
+	return e, nil
+}
+
+func listFixtures(stdout io.Writer) error {
+	return fs.WalkDir(events.Fixtures(), "fixtures", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".json") {
+			fmt.Fprintln(stdout, path)
+		}
+		return nil
+	})
+}
+
+// progress prints one line per council event seen on the broker.
+func progress(w io.Writer, data []byte) {
+	var e event.Event
+	if json.Unmarshal(data, &e) != nil {
+		return
+	}
+	var p struct {
+		Key      string `json:"key"`
+		Attempt  int    `json:"attempt"`
+		Error    string `json:"error"`
+		Proposal *struct {
+			AgentID string `json:"agent_id"`
+			Usage   struct {
+				Total int `json:"total_tokens"`
+			} `json:"usage"`
+			DurationMS int64 `json:"duration_ms"`
+		} `json:"proposal"`
+		Critique *struct {
+			ReviewerID string  `json:"reviewer_id"`
+			AuthorID   string  `json:"author_id"`
+			Overall    float64 `json:"overall"`
+			DurationMS int64   `json:"duration_ms"`
+		} `json:"critique"`
+	}
+	_ = json.Unmarshal(e.Data(), &p)
+	name := strings.TrimPrefix(e.Type(), "dev.council.")
+	switch {
+	case p.Proposal != nil:
+		fmt.Fprintf(w, "  %-26s %-24s %5d tokens %6dms\n", name, p.Proposal.AgentID, p.Proposal.Usage.Total, p.Proposal.DurationMS)
+	case p.Critique != nil:
+		fmt.Fprintf(w, "  %-26s %-24s → %-20s overall %.2f %6dms\n", name, p.Critique.ReviewerID, p.Critique.AuthorID, p.Critique.Overall, p.Critique.DurationMS)
+	case p.Error != "":
+		fmt.Fprintf(w, "  %-26s %-24s attempt %d: %s\n", name, p.Key, p.Attempt, p.Error)
+	case p.Key != "":
+		fmt.Fprintf(w, "  %-26s %s (attempt %d)\n", name, p.Key, p.Attempt)
+	case e.Type() == events.TypeSweepTick:
+	default:
+		fmt.Fprintf(w, "  %s\n", name)
+	}
+}
+
+func printResult(w io.Writer, c *events.Completed, took time.Duration) {
+	fmt.Fprintf(w, "\ndeliberation %s completed in %s: %d tokens (prompt %d, completion %d)\n",
+		c.DeliberationID, took.Round(time.Millisecond), c.Usage.TotalTokens, c.Usage.PromptTokens, c.Usage.CompletionTokens)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tAGENT\tROLE\tSCORE\tCRITIQUES\tTOKENS\tDURATION")
+	for _, r := range c.Ranking {
+		score := "-"
+		if r.Scored {
+			score = fmt.Sprintf("%.3f", r.Score)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%dms\n", r.Rank, r.Proposal.AgentID, r.Proposal.Role, score,
+			len(r.Critiques), r.Proposal.Usage.TotalTokens, r.Proposal.DurationMS)
+	}
+	_ = tw.Flush()
+	for _, f := range c.Failures {
+		fmt.Fprintf(w, "failed: %s: %s\n", f.AgentID, f.Reason)
+	}
+	if len(c.Ranking) > 0 {
+		content := c.Ranking[0].Proposal.Content
+		if len(content) > 400 {
+			content = content[:400] + "…"
+		}
+		fmt.Fprintf(w, "winner: %s\n%s\n", c.Winner, content)
+	}
+	if len(c.Output) > 0 {
+		fmt.Fprintf(w, "structured output: %s\n", c.Output)
+	}
+}
+
+func jetstreamMsgID(id string) []jetstream.PublishOpt { return []jetstream.PublishOpt{jetstream.WithMsgID(id)} }

@@ -1,0 +1,295 @@
+// Package stack runs council's local stack in one process: an embedded NATS
+// JetStream server (or an external one), the broker topology, and the three
+// functions (execute, generate, critique) on the JetStream transport against
+// an OpenAI-compatible LLM server. The dev command and the end-to-end tests
+// use it; it is the same wiring the functions' own commands use, in one place.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"council.dev/events"
+	"council.dev/functions/critique"
+	"council.dev/functions/execute"
+	"council.dev/functions/generate"
+	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/adapters/vllm"
+	"council.dev/shared/council"
+)
+
+// Config configures the stack. LLMURL is required.
+type Config struct {
+	LLMURL     string
+	LLMModel   string
+	LLMTimeout time.Duration
+	LLMRetries int
+	// NATSURL, when set, uses that server instead of an embedded one.
+	NATSURL string
+	// StoreDir is the embedded server's JetStream directory (required when
+	// NATSURL is empty).
+	StoreDir string
+	Logger   *slog.Logger
+	// Concurrency bounds the in-flight events of each LLM function.
+	Concurrency int
+	// SweepEvery is the period of sweep.tick events (0: 2s; negative: none).
+	SweepEvery time.Duration
+	// DuplicateDelivery hands every event to every function twice (test aid
+	// for idempotency).
+	DuplicateDelivery bool
+	// Completer, when set, replaces the LLM client (tests of the wiring).
+	Completer council.Completer
+}
+
+// Stack is a running local council.
+type Stack struct {
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	Publisher *natsjs.Publisher
+	Store     *natsjs.Store
+	Topology  natsjs.Topology
+	URL       string
+
+	srv    *server.Server
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+}
+
+// Start starts the stack; Close stops it.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	if cfg.LLMURL == "" && cfg.Completer == nil {
+		return nil, errors.New("stack: an LLM URL is required (COUNCIL_LLM_URL)")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Stack{Topology: natsjs.DefaultTopology()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.URL = cfg.NATSURL
+	if s.URL == "" {
+		if cfg.StoreDir == "" {
+			return nil, errors.New("stack: StoreDir is required for the embedded NATS server")
+		}
+		s.srv, err = server.NewServer(&server.Options{
+			Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: cfg.StoreDir, NoSigs: true, NoLog: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("stack: nats server: %w", err)
+		}
+		s.srv.Start()
+		if !s.srv.ReadyForConnections(10 * time.Second) {
+			return nil, errors.New("stack: embedded nats server did not start")
+		}
+		s.URL = s.srv.ClientURL()
+	}
+	if s.NC, err = nats.Connect(s.URL, nats.Name("council-dev")); err != nil {
+		return nil, fmt.Errorf("stack: connect %s: %w", s.URL, err)
+	}
+	if s.JS, err = jetstream.New(s.NC); err != nil {
+		return nil, err
+	}
+	if err = natsjs.Setup(ctx, s.JS, s.Topology); err != nil {
+		return nil, err
+	}
+	kv, err := s.JS.KeyValue(ctx, s.Topology.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	if s.Store, err = natsjs.NewStore(kv); err != nil {
+		return nil, err
+	}
+	if s.Publisher, err = natsjs.NewPublisher(s.JS); err != nil {
+		return nil, err
+	}
+	tokens, err := natsjs.NewTokenPublisher(s.NC)
+	if err != nil {
+		return nil, err
+	}
+	llm := cfg.Completer
+	if llm == nil {
+		model := cfg.LLMModel
+		if model == "" {
+			model = "council-tiny"
+		}
+		opts := []vllm.Option{vllm.WithLogger(log)}
+		if cfg.LLMTimeout > 0 {
+			opts = append(opts, vllm.WithTimeout(cfg.LLMTimeout))
+		}
+		if cfg.LLMRetries > 0 {
+			opts = append(opts, vllm.WithRetries(cfg.LLMRetries))
+		}
+		if llm, err = vllm.New(cfg.LLMURL, model, opts...); err != nil {
+			return nil, err
+		}
+	}
+	gen, err := generate.New(llm, generate.WithTokenSink(tokens), generate.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	crit, err := critique.New(llm, critique.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	exec, err := execute.New(s.Store, s.Publisher, execute.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	conc := cfg.Concurrency
+	if conc <= 0 {
+		conc = 4
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	for _, f := range []struct {
+		name  string
+		types []string
+		h     natsjs.Handler
+		conc  int
+	}{
+		{"execute", execute.Types, exec.Handle, 8},
+		{"generate", generate.Types, gen.Handle, conc},
+		{"critique", critique.Types, crit.Handle, conc},
+	} {
+		opts := []natsjs.Option{natsjs.WithLogger(log.With("function", f.name)), natsjs.WithConcurrency(f.conc),
+			natsjs.WithBackoff(200*time.Millisecond, 5*time.Second)}
+		if cfg.DuplicateDelivery {
+			opts = append(opts, natsjs.WithDuplicateDelivery())
+		}
+		c, err := natsjs.NewConsumer(s.JS, f.name, f.types, f.h, opts...)
+		if err != nil {
+			return nil, err
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := c.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				s.fail(fmt.Errorf("stack: %s consumer: %w", f.name, err))
+			}
+		}()
+	}
+	if every := cfg.SweepEvery; every >= 0 {
+		if every == 0 {
+			every = 2 * time.Second
+		}
+		s.wg.Add(1)
+		go s.sweep(runCtx, every)
+	}
+	return s, nil
+}
+
+func (s *Stack) sweep(ctx context.Context, every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			id := "tick-" + strconv.FormatInt(now.UnixNano(), 36)
+			_ = s.Publisher.Emit(ctx, events.NewTick("council.dev/dev-stack", id, now))
+		}
+	}
+}
+
+func (s *Stack) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errs = append(s.errs, err)
+}
+
+// Err returns the errors the functions' consumers stopped with, if any.
+func (s *Stack) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.errs...)
+}
+
+// Send publishes an event to the broker, as the Orchestrator would.
+func (s *Stack) Send(ctx context.Context, e council.Envelope) error { return s.Publisher.Emit(ctx, e) }
+
+// Outcome is how a deliberation ended: exactly one of Completed and Failed is set.
+type Outcome struct {
+	Event     event.Event
+	Completed *events.Completed
+	Failed    *events.Failed
+}
+
+// Await waits for the deliberation.completed or deliberation.failed event
+// of deliberation id and returns it. It reads the broker stream from the
+// start, so it sees an outcome published before it was called.
+func (s *Stack) Await(ctx context.Context, id string) (Outcome, error) {
+	c, err := s.JS.OrderedConsumer(ctx, s.Topology.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{
+			s.Topology.EventSubject(events.TypeDeliberationCompleted),
+			s.Topology.EventSubject(events.TypeDeliberationFailed),
+		},
+	})
+	if err != nil {
+		return Outcome{}, fmt.Errorf("stack: await %s: %w", id, err)
+	}
+	it, err := c.Messages()
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer it.Stop()
+	go func() { <-ctx.Done(); it.Stop() }()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return Outcome{}, fmt.Errorf("stack: await %s: %w", id, ctx.Err())
+			}
+			return Outcome{}, fmt.Errorf("stack: await %s: %w", id, err)
+		}
+		var e event.Event
+		if err := json.Unmarshal(msg.Data(), &e); err != nil {
+			continue
+		}
+		switch e.Type() {
+		case events.TypeDeliberationCompleted:
+			out, err := events.DecodeCompleted(e)
+			if err == nil && out.DeliberationID == id {
+				return Outcome{Event: e, Completed: &out}, nil
+			}
+		case events.TypeDeliberationFailed:
+			out, err := events.DecodeFailed(e)
+			if err == nil && out.DeliberationID == id {
+				return Outcome{Event: e, Failed: &out}, nil
+			}
+		}
+	}
+}
+
+// Close stops the functions (letting in-flight events finish), then NATS.
+func (s *Stack) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.NC != nil {
+		s.NC.Close()
+	}
+	if s.srv != nil {
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+	}
+}

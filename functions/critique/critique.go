@@ -1,0 +1,78 @@
+// Package critique is the critique function of council: it answers each
+// critique.requested event with one structured peer review (scores per
+// rubric criterion and overall in [0,1], strengths, issues, suggestions)
+// obtained with JSON-schema constrained output, and replies
+// critique.completed or critique.failed.
+package critique
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"council.dev/events"
+	"council.dev/shared/council"
+)
+
+// Types are the event types the function consumes.
+var Types = []string{events.TypeCritiqueRequested}
+
+// Function handles critique.requested events.
+type Function struct {
+	llm    council.Completer
+	source string
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// Option configures a Function.
+type Option func(*Function)
+
+// WithSource sets the CloudEvents source of replies (default council.dev/critique).
+func WithSource(source string) Option { return func(f *Function) { f.source = source } }
+
+// WithClock sets the clock.
+func WithClock(now func() time.Time) Option { return func(f *Function) { f.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(f *Function) { f.log = l } }
+
+// New returns a Function that reviews with llm.
+func New(llm council.Completer, opts ...Option) (*Function, error) {
+	if llm == nil {
+		return nil, errors.New("critique: a Completer is required")
+	}
+	f := &Function{llm: llm, source: "council.dev/critique", now: time.Now, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(f)
+	}
+	return f, nil
+}
+
+// Handle answers one critique.requested event. An invalid event returns an
+// error wrapping council.ErrInvalid. Model output that is not valid critique
+// JSON, and LLM failures, are replied as critique.failed (retryable when
+// another attempt may succeed); a cancelled context returns a transient error.
+func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	req, err := events.DecodeCritiqueRequested(e)
+	if err != nil {
+		return nil, err
+	}
+	c, err := council.Review(ctx, f.llm, req)
+	var reply council.Envelope
+	switch {
+	case err == nil:
+		reply = events.NewCritiqueCompleted(f.source, req, c, f.now())
+	case ctx.Err() != nil:
+		return nil, council.Unavailablef("critique %s: %v", req.Key, ctx.Err())
+	default:
+		f.log.Info("critique failed", "deliberation", req.DeliberationID, "key", req.Key,
+			"attempt", req.Attempt, "retryable", council.Retryable(err), "error", err)
+		reply = events.NewCritiqueFailed(f.source, req, err, f.now())
+	}
+	out := events.ToEvent(reply)
+	return &out, nil
+}

@@ -1,0 +1,278 @@
+// Package execute is the coordinator of council. It validates
+// deliberation.requested events, owns each deliberation's state (a Store with
+// compare-and-set), fans work out to generate and critique through an
+// Emitter, fans their results in, runs the rounds, ranks, and emits
+// deliberation.completed or deliberation.failed.
+//
+// Every change follows the outbox pattern: the new state, with the keys of
+// the events it implies, is stored first; then the events are sent (with
+// deterministic ids, so a re-send is a duplicate the broker drops); then the
+// keys are removed from the stored outbox. A crash at any point leaves the
+// events in the outbox, and the next event or sweep sends them.
+package execute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"council.dev/events"
+	"council.dev/shared/council"
+)
+
+// Types are the event types the function consumes.
+var Types = []string{
+	events.TypeDeliberationRequested,
+	events.TypeProposalGenerated, events.TypeProposalFailed,
+	events.TypeCritiqueCompleted, events.TypeCritiqueFailed,
+	events.TypeSweepTick, events.TypePing,
+}
+
+// lister lists every stored deliberation (for the sweep).
+type lister interface {
+	List(ctx context.Context) ([]*council.Deliberation, error)
+}
+
+// Function coordinates deliberations.
+type Function struct {
+	store       council.Store
+	emitter     council.Emitter
+	source      string
+	now         func() time.Time
+	log         *slog.Logger
+	resendAfter time.Duration
+	maxCAS      int
+}
+
+// Option configures a Function.
+type Option func(*Function)
+
+// WithSource sets the CloudEvents source of emitted events (default council.dev/execute).
+func WithSource(source string) Option { return func(f *Function) { f.source = source } }
+
+// WithClock sets the clock.
+func WithClock(now func() time.Time) Option { return func(f *Function) { f.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(f *Function) { f.log = l } }
+
+// WithResendAfter sets how long a request may stay unanswered before a sweep
+// sends it again (default 10 minutes).
+func WithResendAfter(d time.Duration) Option { return func(f *Function) { f.resendAfter = d } }
+
+// New returns a Function over store and emitter.
+func New(store council.Store, emitter council.Emitter, opts ...Option) (*Function, error) {
+	if store == nil || emitter == nil {
+		return nil, errors.New("execute: a Store and an Emitter are required")
+	}
+	f := &Function{
+		store: store, emitter: emitter, source: "council.dev/execute", now: time.Now,
+		log: slog.New(slog.DiscardHandler), resendAfter: 10 * time.Minute, maxCAS: 20,
+	}
+	for _, o := range opts {
+		o(f)
+	}
+	return f, nil
+}
+
+// Handle processes one event. It replies deliberation.accepted to a request
+// and nothing to the other events. Errors wrap council.ErrInvalid for events
+// that can never be processed and council.ErrUnavailable when the store or
+// the broker failed (the event is then delivered again).
+func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	switch e.Type() {
+	case events.TypeDeliberationRequested:
+		return f.request(ctx, e)
+	case events.TypeProposalGenerated:
+		id, key, p, err := events.DecodeProposalGenerated(e)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.apply(ctx, id, func(d *council.Deliberation) (bool, error) {
+			return d.RecordProposal(key, p, f.now())
+		})
+	case events.TypeCritiqueCompleted:
+		id, key, c, err := events.DecodeCritiqueCompleted(e)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.apply(ctx, id, func(d *council.Deliberation) (bool, error) {
+			return d.RecordCritique(key, c, f.now())
+		})
+	case events.TypeProposalFailed, events.TypeCritiqueFailed:
+		w, err := events.DecodeWorkFailure(e)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.apply(ctx, w.DeliberationID, func(d *council.Deliberation) (bool, error) {
+			return d.RecordFailure(w.Key, w.Attempt, w.Error, w.Retryable, f.now())
+		})
+	case events.TypeSweepTick, events.TypePing:
+		return nil, f.Sweep(ctx)
+	default:
+		return nil, council.Invalidf("execute does not handle events of type %q", e.Type())
+	}
+}
+
+func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, error) {
+	task, err := events.DecodeRequest(e)
+	if err != nil {
+		return nil, err
+	}
+	if task.Backend == council.BackendRay {
+		return nil, council.Invalidf("backend ray is not configured on this execute function")
+	}
+	id := council.DeliberationID(e.Source(), e.ID())
+	d, err := council.New(id, task, f.now())
+	if err != nil {
+		return nil, err
+	}
+	rev, err := f.store.Create(ctx, d)
+	if errors.Is(err, council.ErrConflict) {
+		// A retried request: the deliberation exists; make sure nothing it
+		// owes is left unsent.
+		d, rev, err = f.store.Get(ctx, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("execute: store deliberation %s: %w", id, err)
+	}
+	if err := f.flush(ctx, d, rev); err != nil {
+		return nil, err
+	}
+	f.log.Info("deliberation accepted", "deliberation", id, "task_id", task.ID, "kind", task.Kind, "agents", len(task.Agents))
+	reply := events.ToEvent(events.NewAccepted(f.source, d, f.now()))
+	return &reply, nil
+}
+
+// apply runs change on the current state of deliberation id with
+// compare-and-set, retrying on conflicts, then flushes the outbox.
+func (f *Function) apply(ctx context.Context, id string, change func(*council.Deliberation) (bool, error)) error {
+	for range f.maxCAS {
+		d, rev, err := f.store.Get(ctx, id)
+		if errors.Is(err, council.ErrNotFound) {
+			return fmt.Errorf("execute: deliberation %s: %w", id, err)
+		}
+		if err != nil {
+			return fmt.Errorf("execute: load deliberation %s: %w", id, err)
+		}
+		changed, err := change(d)
+		if err != nil {
+			return err
+		}
+		if changed {
+			rev, err = f.store.Update(ctx, d, rev)
+			if errors.Is(err, council.ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("execute: store deliberation %s: %w", id, err)
+			}
+			if d.Status.Terminal() {
+				f.log.Info("deliberation "+string(d.Status), "deliberation", id, "task_id", d.Task.ID, "reason", d.Reason)
+			}
+		}
+		return f.flush(ctx, d, rev)
+	}
+	return council.Unavailablef("execute: deliberation %s: too many concurrent updates", id)
+}
+
+type sent struct {
+	key     string
+	attempt int
+}
+
+// flush sends what the outbox of d (stored at rev) names and removes the
+// sent keys from the stored outbox.
+func (f *Function) flush(ctx context.Context, d *council.Deliberation, rev uint64) error {
+	if len(d.Outbox) == 0 {
+		return nil
+	}
+	var done []sent
+	for _, key := range d.Outbox {
+		env, attempt, err := f.envelope(d, key)
+		if err != nil {
+			return err
+		}
+		if err := f.emitter.Emit(ctx, env); err != nil {
+			return fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err)
+		}
+		done = append(done, sent{key, attempt})
+	}
+	for range f.maxCAS {
+		changed := false
+		for _, s := range done {
+			if w := d.Work[s.key]; w != nil && w.Attempt != s.attempt {
+				continue // asked again since: that attempt is still owed
+			}
+			changed = d.Acknowledge(s.key) || changed
+		}
+		if !changed {
+			return nil
+		}
+		_, err := f.store.Update(ctx, d, rev)
+		if !errors.Is(err, council.ErrConflict) {
+			if err != nil {
+				// The events are out; the keys stay in the outbox and are
+				// sent again (as duplicates) later. Nothing is lost.
+				f.log.Warn("outbox not cleared", "deliberation", d.ID, "error", err)
+			}
+			return nil
+		}
+		if d, rev, err = f.store.Get(ctx, d.ID); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// envelope encodes the event that outbox key of d stands for.
+func (f *Function) envelope(d *council.Deliberation, key string) (council.Envelope, int, error) {
+	now := f.now()
+	switch {
+	case key == council.OutboxCompleted:
+		return events.NewCompleted(f.source, d, now), 0, nil
+	case key == council.OutboxFailed:
+		return events.NewFailed(f.source, d, now), 0, nil
+	case strings.HasPrefix(key, "p."):
+		r, err := d.ProposalRequest(key)
+		return events.NewProposalRequested(f.source, r, now), r.Attempt, err
+	case strings.HasPrefix(key, "c."):
+		r, err := d.CritiqueRequest(key)
+		return events.NewCritiqueRequested(f.source, r, now), r.Attempt, err
+	}
+	return council.Envelope{}, 0, fmt.Errorf("execute: deliberation %s: unknown outbox key %q", d.ID, key)
+}
+
+// Sweep checks every running deliberation: deadlines (timeout_seconds),
+// requests unanswered for too long (sent again), and outboxes left by a crash.
+func (f *Function) Sweep(ctx context.Context) error {
+	l, ok := f.store.(lister)
+	if !ok {
+		return nil
+	}
+	all, err := l.List(ctx)
+	if err != nil {
+		return fmt.Errorf("execute: sweep: %w", err)
+	}
+	var errs []error
+	for _, d := range all {
+		if d.Status.Terminal() && len(d.Outbox) == 0 {
+			continue
+		}
+		err := f.apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
+			now := f.now()
+			ticked := d.Tick(now)
+			resent := d.Resend(now, f.resendAfter)
+			return ticked || resent, nil
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

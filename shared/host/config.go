@@ -1,0 +1,219 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"council.dev/shared/council"
+)
+
+// Transport says how a function receives its events.
+type Transport string
+
+// The transports of COUNCIL_TRANSPORT.
+const (
+	// TransportHTTP serves the CloudEvents receiver (Knative).
+	TransportHTTP Transport = "http"
+	// TransportJetStream runs a durable JetStream consumer.
+	TransportJetStream Transport = "jetstream"
+)
+
+// Config is the environment of a function, read once at the composition
+// root by LoadConfig. See docs/CONVENTIONS.md for the variables.
+type Config struct {
+	// Port is the HTTP port (PORT).
+	Port int
+	// Transport is http or jetstream (COUNCIL_TRANSPORT).
+	Transport Transport
+	// NATSURL is the NATS server (COUNCIL_NATS_URL).
+	NATSURL string
+	// LLMURL is the OpenAI-compatible base URL (COUNCIL_LLM_URL).
+	LLMURL string
+	// LLMModel is the default model (COUNCIL_LLM_MODEL).
+	LLMModel string
+	// LLMModels are the models a request may ask for (COUNCIL_LLM_MODELS);
+	// they always include LLMModel.
+	LLMModels []string
+	// LLMTimeout bounds one LLM call (COUNCIL_LLM_TIMEOUT).
+	LLMTimeout time.Duration
+	// LLMRetries is how often an LLM call is retried (COUNCIL_LLM_RETRIES).
+	LLMRetries int
+	// LLMAPIKey is the bearer token for the LLM server (COUNCIL_LLM_API_KEY).
+	LLMAPIKey string
+	// Sink is where execute posts its fan-out over HTTP (K_SINK); empty when
+	// unset.
+	Sink string
+	// Source is the CloudEvents source of emitted events (COUNCIL_SOURCE);
+	// empty when unset, see SourceFor.
+	Source string
+	// RayAddress is the Ray dashboard URL (COUNCIL_RAY_ADDRESS); empty when
+	// unset.
+	RayAddress string
+	// LogLevel is the slog level name (COUNCIL_LOG_LEVEL).
+	LogLevel string
+}
+
+// Defaults of LoadConfig.
+const (
+	DefaultPort       = 8080
+	DefaultNATSURL    = "nats://127.0.0.1:4222"
+	DefaultLLMURL     = "http://127.0.0.1:8088/v1"
+	DefaultLLMModel   = "council-tiny"
+	DefaultLLMTimeout = 120 * time.Second
+	DefaultLLMRetries = 3
+	DefaultLogLevel   = "info"
+)
+
+// Addr is the listen address for Port, e.g. ":8080".
+func (c Config) Addr() string { return ":" + strconv.Itoa(c.Port) }
+
+// SourceFor returns Source, or "council.dev/<function>" when COUNCIL_SOURCE
+// is unset.
+func (c Config) SourceFor(function string) string {
+	if c.Source != "" {
+		return c.Source
+	}
+	return "council.dev/" + function
+}
+
+// LoadConfig reads the configuration through getenv (os.Getenv at the
+// composition root, a map in tests). An unset or blank variable takes its
+// default. It returns an error wrapping council.ErrInvalid that names every
+// variable with an invalid value.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	var errs []error
+	bad := func(name, value, why string) {
+		errs = append(errs, fmt.Errorf("%s=%q: %s", name, value, why))
+	}
+
+	c := Config{
+		Port:       DefaultPort,
+		Transport:  TransportHTTP,
+		NATSURL:    DefaultNATSURL,
+		LLMURL:     DefaultLLMURL,
+		LLMModel:   DefaultLLMModel,
+		LLMTimeout: DefaultLLMTimeout,
+		LLMRetries: DefaultLLMRetries,
+		LLMAPIKey:  get("COUNCIL_LLM_API_KEY"),
+		Source:     get("COUNCIL_SOURCE"),
+		LogLevel:   DefaultLogLevel,
+	}
+
+	if v := get("PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			bad("PORT", v, "want a port number 1-65535")
+		} else {
+			c.Port = p
+		}
+	}
+	if v := get("COUNCIL_TRANSPORT"); v != "" {
+		switch t := Transport(strings.ToLower(v)); t {
+		case TransportHTTP, TransportJetStream:
+			c.Transport = t
+		default:
+			bad("COUNCIL_TRANSPORT", v, `want "http" or "jetstream"`)
+		}
+	}
+	urls := []struct {
+		name    string
+		dst     *string
+		schemes []string
+	}{
+		{"COUNCIL_NATS_URL", &c.NATSURL, []string{"nats", "tls", "ws", "wss"}},
+		{"COUNCIL_LLM_URL", &c.LLMURL, []string{"http", "https"}},
+		{"K_SINK", &c.Sink, []string{"http", "https"}},
+		{"COUNCIL_RAY_ADDRESS", &c.RayAddress, []string{"http", "https"}},
+	}
+	for _, u := range urls {
+		v := get(u.name)
+		if v == "" {
+			continue
+		}
+		if why := checkURL(v, u.schemes); why != "" {
+			bad(u.name, v, why)
+			continue
+		}
+		*u.dst = v
+	}
+	if v := get("COUNCIL_LLM_MODEL"); v != "" {
+		c.LLMModel = v
+	}
+	c.LLMModels = []string{c.LLMModel}
+	if v := get("COUNCIL_LLM_MODELS"); v != "" {
+		var models []string
+		for m := range strings.SplitSeq(v, ",") {
+			if m = strings.TrimSpace(m); m != "" && !slices.Contains(models, m) {
+				models = append(models, m)
+			}
+		}
+		switch {
+		case len(models) == 0:
+			bad("COUNCIL_LLM_MODELS", v, "want a comma-separated list of model names")
+		case !slices.Contains(models, c.LLMModel):
+			bad("COUNCIL_LLM_MODELS", v, fmt.Sprintf("does not include the default model %q (COUNCIL_LLM_MODEL)", c.LLMModel))
+		default:
+			c.LLMModels = models
+		}
+	}
+	if v := get("COUNCIL_LLM_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad("COUNCIL_LLM_TIMEOUT", v, `want a positive duration such as "120s" or "2m"`)
+		} else {
+			c.LLMTimeout = d
+		}
+	}
+	if v := get("COUNCIL_LLM_RETRIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			bad("COUNCIL_LLM_RETRIES", v, "want a whole number >= 0")
+		} else {
+			c.LLMRetries = n
+		}
+	}
+	if v := get("COUNCIL_LOG_LEVEL"); v != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(v)); err != nil {
+			bad("COUNCIL_LOG_LEVEL", v, `want "debug", "info", "warn" or "error"`)
+		} else {
+			c.LogLevel = strings.ToLower(v)
+		}
+	}
+
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("host: config: %w: %w", council.ErrInvalid, errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// checkURL returns why v is not an absolute URL with one of schemes, or "".
+func checkURL(v string, schemes []string) string {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "not a URL: " + err.Error()
+	}
+	if !slices.Contains(schemes, strings.ToLower(u.Scheme)) || u.Host == "" {
+		return fmt.Sprintf("want an absolute URL with scheme %s", strings.Join(schemes, ", "))
+	}
+	return ""
+}
+
+// NewLogger returns a JSON slog logger writing to w at level ("debug",
+// "info", "warn", "error", case-insensitive); an unknown or empty level
+// means info. LoadConfig rejects unknown levels before they get here.
+func NewLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.TrimSpace(level))); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

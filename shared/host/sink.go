@@ -1,0 +1,116 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/client"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/protocol"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"council.dev/shared/council"
+)
+
+// DefaultSinkTimeout bounds one POST to the sink.
+const DefaultSinkTimeout = 30 * time.Second
+
+// SinkEmitter sends envelopes as CloudEvents in binary mode to one URL, the
+// Knative sink (K_SINK, usually the broker ingress). It does not retry: a
+// transient failure is returned as council.ErrUnavailable so that the
+// handler that emitted fails and its own event is redelivered.
+type SinkEmitter struct {
+	target string
+	client cloudevents.Client
+}
+
+var _ council.Emitter = (*SinkEmitter)(nil)
+
+// SinkOption configures a SinkEmitter.
+type SinkOption func(*sinkOptions) error
+
+type sinkOptions struct {
+	httpClient *http.Client
+}
+
+// WithHTTPClient sets the HTTP client; the default has a DefaultSinkTimeout
+// timeout.
+func WithHTTPClient(c *http.Client) SinkOption {
+	return func(o *sinkOptions) error {
+		if c == nil {
+			return errors.New("WithHTTPClient: nil client")
+		}
+		o.httpClient = c
+		return nil
+	}
+}
+
+// NewSinkEmitter returns an emitter that posts to target, an absolute http
+// or https URL.
+func NewSinkEmitter(target string, opts ...SinkOption) (*SinkEmitter, error) {
+	if why := checkURL(target, []string{"http", "https"}); why != "" {
+		return nil, fmt.Errorf("host: new sink emitter: %w", council.Invalidf("target %q: %s", target, why))
+	}
+	o := sinkOptions{httpClient: &http.Client{Timeout: DefaultSinkTimeout}}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("host: new sink emitter: %w", council.Invalidf("%v", err))
+		}
+	}
+	p, err := cehttp.New(cehttp.WithTarget(target), cehttp.WithClient(*o.httpClient))
+	if err != nil {
+		return nil, fmt.Errorf("host: new sink emitter: %w", err)
+	}
+	c, err := cloudevents.New(p, cloudevents.WithForceBinary())
+	if err != nil {
+		return nil, fmt.Errorf("host: new sink emitter: %w", err)
+	}
+	return &SinkEmitter{target: target, client: c}, nil
+}
+
+// Emit posts env as one CloudEvent with JSON data. It returns nil on a 2xx;
+// an error wrapping council.ErrUnavailable when the sink cannot be reached or
+// answers a status the Knative delivery contract retries (404, 408, 409, 429,
+// 5xx; a 429 also wraps ErrRateLimited); and an error wrapping
+// council.ErrInvalid for an envelope that is not a valid CloudEvent or any
+// other 4xx.
+func (s *SinkEmitter) Emit(ctx context.Context, env council.Envelope) error {
+	e := event.New()
+	e.SetID(env.ID)
+	e.SetType(env.Type)
+	e.SetSource(env.Source)
+	if env.Subject != "" {
+		e.SetSubject(env.Subject)
+	}
+	if !env.Time.IsZero() {
+		e.SetTime(env.Time)
+	}
+	if env.Data != nil {
+		e.SetDataContentType(event.ApplicationJSON)
+		e.DataEncoded = env.Data
+	}
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("host: emit %s: %w", env.ID, council.Invalidf("%v", err))
+	}
+
+	res := s.client.Send(ctx, e)
+	if protocol.IsACK(res) {
+		return nil
+	}
+	var hr *cehttp.Result
+	if !protocol.ResultAs(res, &hr) {
+		// No HTTP answer: connection refused, timeout, cancelled context.
+		return fmt.Errorf("host: emit %s to %s: %w: %v", env.ID, s.target, council.ErrUnavailable, res)
+	}
+	switch code := hr.StatusCode; {
+	case code == http.StatusTooManyRequests:
+		return fmt.Errorf("host: emit %s: sink answered %d: %w: %w", env.ID, code, council.ErrUnavailable, ErrRateLimited)
+	case retryableStatus(code):
+		return fmt.Errorf("host: emit %s: sink answered %d: %w: %v", env.ID, code, council.ErrUnavailable, res)
+	default:
+		return fmt.Errorf("host: emit %s: sink answered %d: %w: %v", env.ID, code, council.ErrInvalid, res)
+	}
+}
