@@ -62,9 +62,17 @@ func (e *Engine) Run(ctx context.Context, d *Deliberation) error {
 		now = time.Now
 	}
 	ctx, cancel := context.WithDeadline(ctx, d.Deadline)
-	defer cancel()
 	results := make(chan workResult)
 	inflight := 0
+	defer func() {
+		// Let in-flight calls end so no goroutine outlives the run, also
+		// when it stops early (ctx cancelled, OnChange failed): each call
+		// sends its result on the unbuffered channel before it returns.
+		cancel()
+		for ; inflight > 0; inflight-- {
+			<-results
+		}
+	}()
 	for {
 		for _, key := range append([]string(nil), d.Outbox...) {
 			if key == OutboxCompleted || key == OutboxFailed {
@@ -90,26 +98,22 @@ func (e *Engine) Run(ctx context.Context, d *Deliberation) error {
 		case r = <-results:
 			inflight--
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) && d.Tick(now().Add(time.Millisecond)) {
+		}
+		// A result that races the deadline is not applied: a call cut off by
+		// the deadline must not count as an agent failure.
+		if err := ctx.Err(); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && d.Tick(now().Add(time.Millisecond)) {
 				if err := e.changed(ctx, d); err != nil {
 					return err
 				}
 				break
 			}
-			return ctx.Err()
-		}
-		if d.Status.Terminal() {
-			break
+			return err
 		}
 		e.apply(d, r, now())
 		if err := e.changed(ctx, d); err != nil {
 			return err
 		}
-	}
-	// Let in-flight calls end so no goroutine outlives the run.
-	cancel()
-	for ; inflight > 0; inflight-- {
-		<-results
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package council
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -162,7 +163,7 @@ func CritiqueSchema(rubric []string) JSONSchema {
 	schema := map[string]any{
 		"type": "object",
 		"properties": map[string]any{
-			"scores": map[string]any{"type": "object", "properties": props, "required": rubric, "additionalProperties": false},
+			"scores":  map[string]any{"type": "object", "properties": props, "required": rubric, "additionalProperties": false},
 			"overall": score, "strengths": list, "issues": list, "suggestions": list,
 		},
 		"required":             []string{"scores", "overall", "strengths", "issues", "suggestions"},
@@ -257,7 +258,11 @@ func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken fun
 	}
 	if req.Schema != nil {
 		var obj map[string]any
-		if err := json.Unmarshal([]byte(c.Content), &obj); err != nil {
+		err := json.Unmarshal([]byte(c.Content), &obj)
+		if err == nil && obj == nil {
+			err = errors.New("got null") // null unmarshals into a map without error
+		}
+		if err != nil {
 			return Proposal{}, fmt.Errorf("generate %s: %w: structured output is not a JSON object: %v", r.Key, ErrBadOutput, err)
 		}
 	}

@@ -1,0 +1,323 @@
+package council_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"council.dev/shared/council"
+	"council.dev/shared/counciltest"
+)
+
+func promptTask() council.Task {
+	t := counciltest.Task().WithDefaults()
+	t.Description = "Design the login flow with SSO."
+	t.Constraints.Metadata = map[string]string{"ceremony_id": "SECRET-CEREMONY-42", "task_type": "HIDDEN-TYPE"}
+	return t
+}
+
+func TestProposalMessages(t *testing.T) {
+	task := promptTask()
+	prev := council.Proposal{AgentID: qa, Stage: 0, Content: "PREVIOUS-PROPOSAL-TEXT"}
+	critiques := []council.Critique{
+		{ReviewerID: devops, Overall: 0.4, Strengths: []string{"STRENGTH-1"}, Issues: []string{"ISSUE-1", "ISSUE-2"}, Suggestions: []string{"SUGGESTION-1"}},
+		{ReviewerID: archi, Overall: 0.8, Issues: []string{"ISSUE-3"}},
+	}
+	tests := []struct {
+		name      string
+		req       council.ProposalRequest
+		system    []string
+		user      []string
+		notInUser []string
+	}{
+		{
+			name:      "first proposal",
+			req:       council.ProposalRequest{Task: task, Agent: council.Agent{ID: qa, Role: "QA"}, Key: "p.0." + qa},
+			system:    []string{"Your role is QA", "test strategy, edge cases", "correctness, completeness, clarity, feasibility"},
+			user:      []string{"Task task-1:\nDesign the login flow with SSO.", "Write your proposal"},
+			notInUser: []string{"Revise", "Critique 1"},
+		},
+		{
+			name: "revision carries the previous proposal and its critiques",
+			req: council.ProposalRequest{Task: task, Agent: council.Agent{ID: qa, Role: "qa"}, Stage: 1,
+				Previous: &prev, Critiques: critiques},
+			system: []string{"Your role is QA", "test strategy"},
+			user: []string{"Revise your own proposal", "Your proposal (round 0):\nPREVIOUS-PROPOSAL-TEXT",
+				"Critique 1 (overall 0.40)", "Strengths:\n- STRENGTH-1", "Issues:\n- ISSUE-1\n- ISSUE-2", "Suggestions:\n- SUGGESTION-1",
+				"Critique 2 (overall 0.80)", "- ISSUE-3"},
+			notInUser: []string{"Write your proposal"},
+		},
+		{
+			name:   "unknown role gets the generic line",
+			req:    council.ProposalRequest{Task: task, Agent: council.Agent{ID: "x", Role: "Security"}},
+			system: []string{"Your role is SECURITY", "you focus on the concerns an expert Security engineer brings"},
+		},
+		{
+			name:   "agent prompt template goes into the system prompt",
+			req:    council.ProposalRequest{Task: task, Agent: council.Agent{ID: "x", Role: "DEV", PromptTemplate: "Prefer Go."}},
+			system: []string{"clean, tested, maintainable code", "Prefer Go."},
+		},
+		{
+			name: "single pass asks for JSON only",
+			req: func() council.ProposalRequest {
+				tk := taskOf(council.KindTaskExtraction).WithDefaults()
+				return council.ProposalRequest{Task: tk, Agent: tk.Agents[0]}
+			}(),
+			system:    []string{"extracting concrete, actionable, ordered tasks"},
+			user:      []string{"Answer with JSON that matches the requested schema"},
+			notInUser: []string{"Write your proposal"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := council.ProposalMessages(tt.req)
+			if len(ms) != 2 || ms[0].Role != "system" || ms[1].Role != "user" {
+				t.Fatalf("messages = %+v, want system then user", ms)
+			}
+			for _, w := range tt.system {
+				if !strings.Contains(ms[0].Content, w) {
+					t.Errorf("system prompt %q does not contain %q", ms[0].Content, w)
+				}
+			}
+			for _, w := range tt.user {
+				if !strings.Contains(ms[1].Content, w) {
+					t.Errorf("user prompt %q does not contain %q", ms[1].Content, w)
+				}
+			}
+			for _, w := range tt.notInUser {
+				if strings.Contains(ms[1].Content, w) {
+					t.Errorf("user prompt %q contains %q", ms[1].Content, w)
+				}
+			}
+			assertNoMetadata(t, ms)
+		})
+	}
+}
+
+// assertNoMetadata fails if the caller's metadata reached a prompt (bug B16).
+func assertNoMetadata(t *testing.T, ms []council.Message) {
+	t.Helper()
+	for _, m := range ms {
+		for _, secret := range []string{"SECRET-CEREMONY-42", "HIDDEN-TYPE", "ceremony_id", "task_type"} {
+			if strings.Contains(m.Content, secret) {
+				t.Errorf("%s prompt contains metadata %q:\n%s", m.Role, secret, m.Content)
+			}
+		}
+	}
+}
+
+func TestProposalMessagesStableTextFirst(t *testing.T) {
+	// Agents with the same role share the whole system prompt and the head of
+	// the user prompt, so the server's prefix cache serves all of them.
+	task := promptTask()
+	a := council.ProposalMessages(council.ProposalRequest{Task: task, Agent: council.Agent{ID: "dev-1", Role: "DEV"}, Stage: 0})
+	prev := council.Proposal{Content: "mine"}
+	b := council.ProposalMessages(council.ProposalRequest{Task: task, Agent: council.Agent{ID: "dev-2", Role: "DEV"}, Stage: 1, Previous: &prev})
+	if a[0].Content != b[0].Content {
+		t.Errorf("system prompts differ between agents of one role:\n%q\n%q", a[0].Content, b[0].Content)
+	}
+	head := "Task task-1:\nDesign the login flow with SSO.\n\n"
+	if !strings.HasPrefix(a[1].Content, head) || !strings.HasPrefix(b[1].Content, head) {
+		t.Errorf("user prompts do not start with the task:\n%q\n%q", a[1].Content, b[1].Content)
+	}
+	if !strings.HasPrefix(a[0].Content, "You are a member of a council") {
+		t.Errorf("system prompt does not start with the stable preamble: %q", a[0].Content)
+	}
+}
+
+func TestCritiqueMessages(t *testing.T) {
+	task := promptTask()
+	ms := council.CritiqueMessages(council.CritiqueRequest{
+		Task: task, Reviewer: council.Agent{ID: devops, Role: "DEVOPS"},
+		Proposal: council.Proposal{AgentID: qa, Content: "PROPOSAL-UNDER-REVIEW"},
+	})
+	if len(ms) != 2 || ms[0].Role != "system" || ms[1].Role != "user" {
+		t.Fatalf("messages = %+v, want system then user", ms)
+	}
+	for _, w := range []string{"Your role is DEVOPS", "deployment, CI/CD"} {
+		if !strings.Contains(ms[0].Content, w) {
+			t.Errorf("system prompt does not contain %q", w)
+		}
+	}
+	for _, w := range []string{"Task task-1:", "As " + devops + ", review the proposal of your peer " + qa,
+		"(correctness, completeness, clarity, feasibility)", "from 0 (unusable) to 10 (excellent)", "Proposal:\nPROPOSAL-UNDER-REVIEW"} {
+		if !strings.Contains(ms[1].Content, w) {
+			t.Errorf("user prompt %q does not contain %q", ms[1].Content, w)
+		}
+	}
+	assertNoMetadata(t, ms)
+}
+
+func TestCritiqueSchema(t *testing.T) {
+	rubric := []string{"correctness", "security"}
+	s := council.CritiqueSchema(rubric)
+	if s.Name != "critique" || !s.Strict {
+		t.Errorf("schema name %q strict %v; want critique, strict", s.Name, s.Strict)
+	}
+	var doc struct {
+		Type       string   `json:"type"`
+		Required   []string `json:"required"`
+		Additional *bool    `json:"additionalProperties"`
+		Properties struct {
+			Scores struct {
+				Properties map[string]struct {
+					Type    string `json:"type"`
+					Minimum int    `json:"minimum"`
+					Maximum int    `json:"maximum"`
+				} `json:"properties"`
+				Required   []string `json:"required"`
+				Additional *bool    `json:"additionalProperties"`
+			} `json:"scores"`
+			Overall struct {
+				Type    string `json:"type"`
+				Minimum int    `json:"minimum"`
+				Maximum int    `json:"maximum"`
+			} `json:"overall"`
+			Issues struct {
+				Type     string `json:"type"`
+				MaxItems int    `json:"maxItems"`
+			} `json:"issues"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(s.Schema, &doc); err != nil {
+		t.Fatalf("schema is not valid JSON: %v\n%s", err, s.Schema)
+	}
+	if doc.Type != "object" || doc.Additional == nil || *doc.Additional {
+		t.Errorf("schema type %q additionalProperties %v; want a closed object", doc.Type, doc.Additional)
+	}
+	if diff := cmp.Diff([]string{"scores", "overall", "strengths", "issues", "suggestions"}, doc.Required); diff != "" {
+		t.Errorf("required (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(rubric, doc.Properties.Scores.Required); diff != "" {
+		t.Errorf("scores.required is not the rubric (-want +got):\n%s", diff)
+	}
+	if doc.Properties.Scores.Additional == nil || *doc.Properties.Scores.Additional {
+		t.Error("scores allows criteria outside the rubric")
+	}
+	if diff := cmp.Diff([]string{"correctness", "security"}, keysOf(doc.Properties.Scores.Properties), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("score properties (-want +got):\n%s", diff)
+	}
+	for name, p := range doc.Properties.Scores.Properties {
+		if p.Type != "integer" || p.Minimum != 0 || p.Maximum != 10 {
+			t.Errorf("score %s = %+v, want integer 0..10", name, p)
+		}
+	}
+	if o := doc.Properties.Overall; o.Type != "integer" || o.Minimum != 0 || o.Maximum != 10 {
+		t.Errorf("overall = %+v, want integer 0..10", o)
+	}
+	if i := doc.Properties.Issues; i.Type != "array" || i.MaxItems < 1 {
+		t.Errorf("issues = %+v, want a bounded array", i)
+	}
+	if got := counciltest.RubricOf(&s); !cmp.Equal(got, rubric) {
+		t.Errorf("counciltest.RubricOf = %v, want %v", got, rubric)
+	}
+}
+
+func keysOf[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestParseCritique(t *testing.T) {
+	rubric := []string{"correctness", "clarity"}
+	good := `{"scores":{"correctness":7,"clarity":10},"overall":8,"strengths":["s"],"issues":["i"],"suggestions":["g"]}`
+	got, err := council.ParseCritique("\n "+good+"\n", rubric)
+	if err != nil {
+		t.Fatalf("ParseCritique(good) error = %v", err)
+	}
+	want := council.Critique{Scores: map[string]float64{"correctness": 0.7, "clarity": 1}, Overall: 0.8,
+		Strengths: []string{"s"}, Issues: []string{"i"}, Suggestions: []string{"g"}}
+	if diff := cmp.Diff(want, got, approx); diff != "" {
+		t.Errorf("ParseCritique (-want +got):\n%s", diff)
+	}
+	zero, err := council.ParseCritique(`{"scores":{"correctness":0,"clarity":0,"extra":3},"overall":0}`, rubric)
+	if err != nil || zero.Overall != 0 || len(zero.Scores) != 2 {
+		t.Errorf("ParseCritique(all zero, extra criterion) = %+v, %v; want overall 0 and only the rubric's scores", zero, err)
+	}
+
+	bad := []struct {
+		name, content, want string
+	}{
+		{"not JSON", "The proposal is good. 8/10", "critique is not valid JSON"},
+		{"empty", "", "critique is not valid JSON"},
+		{"truncated", `{"scores":{"correctness":7`, "critique is not valid JSON"},
+		{"missing overall", `{"scores":{"correctness":7,"clarity":7}}`, "critique has no overall score"},
+		{"missing criterion", `{"scores":{"correctness":7},"overall":7}`, `critique has no score for criterion "clarity"`},
+		{"criterion above 10", `{"scores":{"correctness":11,"clarity":7},"overall":7}`, `score correctness="11" is not a number in [0,10]`},
+		{"negative criterion", `{"scores":{"correctness":7,"clarity":-1},"overall":7}`, `score clarity="-1"`},
+		{"overall above 10", `{"scores":{"correctness":7,"clarity":7},"overall":70}`, `score overall="70"`},
+		{"overall overflows", `{"scores":{"correctness":7,"clarity":7},"overall":1e400}`, `score overall="1e400"`},
+		{"scores not an object", `{"scores":[7,7],"overall":7}`, "critique is not valid JSON"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := council.ParseCritique(tt.content, rubric)
+			if !errors.Is(err, council.ErrBadOutput) {
+				t.Fatalf("ParseCritique(%q) error = %v, want ErrBadOutput", tt.content, err)
+			}
+			if !council.Retryable(err) {
+				t.Errorf("bad model output is not retryable")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestStructuredSchema(t *testing.T) {
+	tests := []struct {
+		kind     council.Kind
+		ok       bool
+		name     string
+		maxItems int
+		required []string
+	}{
+		{council.KindTaskExtraction, true, "TASK_EXTRACTION", 20, []string{"title", "description", "estimated_hours", "priority"}},
+		{council.KindTaskDerivation, true, "TASK_DERIVATION", 8, []string{"title", "description", "role", "estimated_hours", "priority"}},
+		{council.KindDeliberation, false, "", 0, nil},
+		{council.KindBacklogReview, false, "", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			s, ok := council.StructuredSchema(tt.kind)
+			if ok != tt.ok || s.Name != tt.name {
+				t.Fatalf("StructuredSchema = %q, %v; want %q, %v", s.Name, ok, tt.name, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			if !s.Strict {
+				t.Error("schema is not strict")
+			}
+			var doc struct {
+				Required   []string `json:"required"`
+				Properties struct {
+					Tasks struct {
+						Type     string `json:"type"`
+						MaxItems int    `json:"maxItems"`
+						Items    struct {
+							Required []string `json:"required"`
+						} `json:"items"`
+					} `json:"tasks"`
+				} `json:"properties"`
+			}
+			if err := json.Unmarshal(s.Schema, &doc); err != nil {
+				t.Fatalf("schema is not valid JSON: %v", err)
+			}
+			if !cmp.Equal(doc.Required, []string{"tasks"}) || doc.Properties.Tasks.Type != "array" || doc.Properties.Tasks.MaxItems != tt.maxItems {
+				t.Errorf("schema = %+v; want required tasks, an array of at most %d", doc, tt.maxItems)
+			}
+			if diff := cmp.Diff(tt.required, doc.Properties.Tasks.Items.Required); diff != "" {
+				t.Errorf("task fields required (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
