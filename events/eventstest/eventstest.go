@@ -3,12 +3,17 @@
 package eventstest
 
 import (
+	"encoding/json"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/go-cmp/cmp"
 
 	"council.dev/events"
 )
@@ -56,3 +61,33 @@ func Cases(t testing.TB, dir string) []Case {
 	}
 	return out
 }
+
+// Golden compares got (a reply event) with the golden file path, after
+// zeroing measured durations; with update it rewrites the file instead.
+func Golden(t testing.TB, path string, got event.Event, update bool) {
+	t.Helper()
+	raw, err := json.MarshalIndent(got, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = durations.ReplaceAll(raw, []byte(`"duration_ms": 0`))
+	raw = append(raw, '\n')
+	if update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("golden %s: %v (run the test with -update to create it)", path, err)
+	}
+	if diff := cmp.Diff(string(want), string(raw)); diff != "" {
+		t.Errorf("reply differs from %s (-want +got):\n%s", path, diff)
+	}
+}
+
+var durations = regexp.MustCompile(`"duration_ms":\s*[0-9]+`)
