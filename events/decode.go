@@ -1,0 +1,487 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"council.dev/shared/council"
+)
+
+// Limits of inbound events.
+const (
+	// MaxDataBytes is the largest data an inbound event of the functions
+	// (requests, proposals, critiques, ticks) may carry.
+	MaxDataBytes = 256 << 10
+	// MaxResultBytes is the largest data of a deliberation.completed or
+	// deliberation.failed event: a result carries every proposal, so it may
+	// be larger than a request.
+	MaxResultBytes = 4 << 20
+)
+
+// WorkFailure is a failed proposal or critique, as reported by
+// proposal.failed.v1 (AgentID is the author) or critique.failed.v1
+// (AgentID is the reviewer).
+type WorkFailure struct {
+	DeliberationID, Key, AgentID, Error string
+	Attempt, Stage                      int
+	Retryable                           bool
+}
+
+// DecodeRequest decodes a deliberation.requested.v1 event into a task with
+// its defaults applied (council.Task.WithDefaults) and validated
+// (council.Task.Validate). An absent max_retries means
+// council.DefaultMaxRetries; an explicit 0 is kept. Errors wrap
+// council.ErrInvalid.
+func DecodeRequest(e event.Event) (council.Task, error) {
+	var r Request
+	if err := decode(e, TypeDeliberationRequested, MaxDataBytes, &r); err != nil {
+		return council.Task{}, err
+	}
+	t, err := r.validTask()
+	if err != nil {
+		return council.Task{}, wrap(TypeDeliberationRequested, err)
+	}
+	return t, nil
+}
+
+// DecodeProposalRequested decodes a proposal.requested.v1 event. The task
+// gets its defaults and is validated, and the agent must be one of its
+// agents. Errors wrap council.ErrInvalid.
+func DecodeProposalRequested(e event.Event) (council.ProposalRequest, error) {
+	var w ProposalRequested
+	if err := decode(e, TypeProposalRequested, MaxDataBytes, &w); err != nil {
+		return council.ProposalRequest{}, err
+	}
+	r, err := w.request()
+	if err != nil {
+		return council.ProposalRequest{}, wrap(TypeProposalRequested, err)
+	}
+	return r, nil
+}
+
+func (w ProposalRequested) request() (council.ProposalRequest, error) {
+	if err := checkWork(w.DeliberationID, w.Key, w.Attempt, w.Stage); err != nil {
+		return council.ProposalRequest{}, err
+	}
+	t, err := w.Task.validTask()
+	if err != nil {
+		return council.ProposalRequest{}, fmt.Errorf("task: %w", err)
+	}
+	if err := checkMember(t, "agent.id", w.Agent.ID); err != nil {
+		return council.ProposalRequest{}, err
+	}
+	r := council.ProposalRequest{
+		DeliberationID: w.DeliberationID, Key: w.Key, Task: t, Agent: w.Agent.agent(),
+		Stage: w.Stage, Attempt: w.Attempt,
+	}
+	if w.Previous != nil {
+		if err := w.Previous.check("previous"); err != nil {
+			return council.ProposalRequest{}, err
+		}
+		p := w.Previous.proposal()
+		r.Previous = &p
+	}
+	for i, c := range w.Critiques {
+		if err := c.check(fmt.Sprintf("critiques[%d]", i)); err != nil {
+			return council.ProposalRequest{}, err
+		}
+		r.Critiques = append(r.Critiques, c.critique())
+	}
+	return r, nil
+}
+
+// DecodeProposalGenerated decodes a proposal.generated.v1 event into the
+// deliberation id, the work key and the proposal. An empty content is not
+// rejected: the deliberation records it as a failed attempt. Errors wrap
+// council.ErrInvalid.
+func DecodeProposalGenerated(e event.Event) (deliberationID, key string, p council.Proposal, err error) {
+	var w ProposalGenerated
+	if err := decode(e, TypeProposalGenerated, MaxDataBytes, &w); err != nil {
+		return "", "", council.Proposal{}, err
+	}
+	if err := checkWork(w.DeliberationID, w.Key, w.Attempt, w.Stage); err != nil {
+		return "", "", council.Proposal{}, wrap(TypeProposalGenerated, err)
+	}
+	if err := w.Proposal.check("proposal"); err != nil {
+		return "", "", council.Proposal{}, wrap(TypeProposalGenerated, err)
+	}
+	return w.DeliberationID, w.Key, w.Proposal.proposal(), nil
+}
+
+// DecodeCritiqueRequested decodes a critique.requested.v1 event. The task
+// gets its defaults and is validated, and the reviewer must be one of its
+// agents. Errors wrap council.ErrInvalid.
+func DecodeCritiqueRequested(e event.Event) (council.CritiqueRequest, error) {
+	var w CritiqueRequested
+	if err := decode(e, TypeCritiqueRequested, MaxDataBytes, &w); err != nil {
+		return council.CritiqueRequest{}, err
+	}
+	r, err := w.request()
+	if err != nil {
+		return council.CritiqueRequest{}, wrap(TypeCritiqueRequested, err)
+	}
+	return r, nil
+}
+
+func (w CritiqueRequested) request() (council.CritiqueRequest, error) {
+	if err := checkWork(w.DeliberationID, w.Key, w.Attempt, w.Stage); err != nil {
+		return council.CritiqueRequest{}, err
+	}
+	t, err := w.Task.validTask()
+	if err != nil {
+		return council.CritiqueRequest{}, fmt.Errorf("task: %w", err)
+	}
+	if err := checkMember(t, "reviewer.id", w.Reviewer.ID); err != nil {
+		return council.CritiqueRequest{}, err
+	}
+	if err := w.Proposal.check("proposal"); err != nil {
+		return council.CritiqueRequest{}, err
+	}
+	return council.CritiqueRequest{
+		DeliberationID: w.DeliberationID, Key: w.Key, Task: t, Reviewer: w.Reviewer.agent(),
+		Proposal: w.Proposal.proposal(), Stage: w.Stage, Attempt: w.Attempt,
+	}, nil
+}
+
+// DecodeCritiqueCompleted decodes a critique.completed.v1 event into the
+// deliberation id, the work key and the critique. Scores outside [0,1] are
+// not rejected: the deliberation records them as a failed attempt. Errors
+// wrap council.ErrInvalid.
+func DecodeCritiqueCompleted(e event.Event) (deliberationID, key string, c council.Critique, err error) {
+	var w CritiqueCompleted
+	if err := decode(e, TypeCritiqueCompleted, MaxDataBytes, &w); err != nil {
+		return "", "", council.Critique{}, err
+	}
+	if err := checkWork(w.DeliberationID, w.Key, w.Attempt, w.Stage); err != nil {
+		return "", "", council.Critique{}, wrap(TypeCritiqueCompleted, err)
+	}
+	if err := w.Critique.check("critique"); err != nil {
+		return "", "", council.Critique{}, wrap(TypeCritiqueCompleted, err)
+	}
+	return w.DeliberationID, w.Key, w.Critique.critique(), nil
+}
+
+// DecodeWorkFailure decodes a proposal.failed.v1 or critique.failed.v1
+// event. Errors wrap council.ErrInvalid.
+func DecodeWorkFailure(e event.Event) (WorkFailure, error) {
+	var f WorkFailure
+	switch e.Type() {
+	case TypeProposalFailed:
+		var w ProposalFailed
+		if err := decode(e, TypeProposalFailed, MaxDataBytes, &w); err != nil {
+			return WorkFailure{}, err
+		}
+		f = WorkFailure{DeliberationID: w.DeliberationID, Key: w.Key, AgentID: w.AgentID, Error: w.Error,
+			Attempt: w.Attempt, Stage: w.Stage, Retryable: w.Retryable}
+	case TypeCritiqueFailed:
+		var w CritiqueFailed
+		if err := decode(e, TypeCritiqueFailed, MaxDataBytes, &w); err != nil {
+			return WorkFailure{}, err
+		}
+		f = WorkFailure{DeliberationID: w.DeliberationID, Key: w.Key, AgentID: w.ReviewerID, Error: w.Error,
+			Attempt: w.Attempt, Stage: w.Stage, Retryable: w.Retryable}
+	default:
+		return WorkFailure{}, fmt.Errorf("events: decode: %w", council.Invalidf(
+			"event type %q is not %s or %s", e.Type(), TypeProposalFailed, TypeCritiqueFailed))
+	}
+	field := "agent_id"
+	if e.Type() == TypeCritiqueFailed {
+		field = "reviewer_id"
+	}
+	if err := checkWork(f.DeliberationID, f.Key, f.Attempt, f.Stage); err != nil {
+		return WorkFailure{}, wrap(e.Type(), err)
+	}
+	if !council.ValidAgentID(f.AgentID) {
+		return WorkFailure{}, wrap(e.Type(), council.Invalidf("%s %q must be 1-64 letters, digits, '-' or '_'", field, f.AgentID))
+	}
+	return f, nil
+}
+
+// DecodeAccepted decodes a deliberation.accepted.v1 event. Errors wrap
+// council.ErrInvalid.
+func DecodeAccepted(e event.Event) (Accepted, error) {
+	var a Accepted
+	if err := decode(e, TypeDeliberationAccepted, MaxDataBytes, &a); err != nil {
+		return Accepted{}, err
+	}
+	switch {
+	case a.DeliberationID == "":
+		return Accepted{}, wrap(e.Type(), council.Invalidf("deliberation_id is required"))
+	case a.Status != string(council.StatusRunning) && !council.Status(a.Status).Terminal():
+		return Accepted{}, wrap(e.Type(), council.Invalidf("status %q is unknown (want running, completed or failed)", a.Status))
+	}
+	return a, nil
+}
+
+// DecodeCompleted decodes a deliberation.completed.v1 event (data up to
+// MaxResultBytes). Errors wrap council.ErrInvalid.
+func DecodeCompleted(e event.Event) (Completed, error) {
+	var c Completed
+	if err := decode(e, TypeDeliberationCompleted, MaxResultBytes, &c); err != nil {
+		return Completed{}, err
+	}
+	switch {
+	case c.DeliberationID == "":
+		return Completed{}, wrap(e.Type(), council.Invalidf("deliberation_id is required"))
+	case c.Status != string(council.StatusCompleted):
+		return Completed{}, wrap(e.Type(), council.Invalidf("status %q must be %q", c.Status, council.StatusCompleted))
+	}
+	return c, nil
+}
+
+// DecodeFailed decodes a deliberation.failed.v1 event (data up to
+// MaxResultBytes). Errors wrap council.ErrInvalid.
+func DecodeFailed(e event.Event) (Failed, error) {
+	var f Failed
+	if err := decode(e, TypeDeliberationFailed, MaxResultBytes, &f); err != nil {
+		return Failed{}, err
+	}
+	switch {
+	case f.DeliberationID == "":
+		return Failed{}, wrap(e.Type(), council.Invalidf("deliberation_id is required"))
+	case f.Status != string(council.StatusFailed):
+		return Failed{}, wrap(e.Type(), council.Invalidf("status %q must be %q", f.Status, council.StatusFailed))
+	}
+	return f, nil
+}
+
+// DecodeTick decodes a sweep.tick.v1 event, or a Knative PingSource event
+// (TypePing, whose data is ignored), into the time the sweep should take as
+// now: the tick's at, else the event time, else the zero time (the caller
+// then uses its clock). Errors wrap council.ErrInvalid.
+func DecodeTick(e event.Event) (time.Time, error) {
+	switch e.Type() {
+	case TypePing:
+		return e.Time(), nil
+	case TypeSweepTick:
+		if len(e.Data()) == 0 {
+			return e.Time(), nil
+		}
+		var t Tick
+		if err := decode(e, TypeSweepTick, MaxDataBytes, &t); err != nil {
+			return time.Time{}, err
+		}
+		if t.At.IsZero() {
+			return e.Time(), nil
+		}
+		return t.At, nil
+	}
+	return time.Time{}, fmt.Errorf("events: decode: %w", council.Invalidf(
+		"event type %q is not %s or %s", e.Type(), TypeSweepTick, TypePing))
+}
+
+func checkWork(deliberationID, key string, attempt, stage int) error {
+	switch {
+	case strings.TrimSpace(deliberationID) == "":
+		return council.Invalidf("deliberation_id is required")
+	case strings.TrimSpace(key) == "":
+		return council.Invalidf("key is required")
+	case attempt < 1:
+		return council.Invalidf("attempt must be at least 1, got %d", attempt)
+	case stage < 0:
+		return council.Invalidf("stage must not be negative, got %d", stage)
+	}
+	return nil
+}
+
+func checkMember(t council.Task, field, id string) error {
+	if !slices.ContainsFunc(t.Agents, func(a council.Agent) bool { return a.ID == id }) {
+		return council.Invalidf("%s %q is not one of the task's agents", field, id)
+	}
+	return nil
+}
+
+// wrap prefixes err, which wraps council.ErrInvalid, with the event type.
+func wrap(eventType string, err error) error {
+	return fmt.Errorf("events: decode %s: %w", eventType, err)
+}
+
+// decode checks e's type, content type and size, then decodes its data
+// strictly into v: no unknown fields, every required field present (a
+// field of v without omitempty or omitzero), nothing after the object.
+func decode(e event.Event, eventType string, maxBytes int, v any) error {
+	if err := decodeData(e, eventType, maxBytes, v); err != nil {
+		return wrap(eventType, err)
+	}
+	return nil
+}
+
+func decodeData(e event.Event, eventType string, maxBytes int, v any) error {
+	if e.Type() != eventType {
+		return council.Invalidf("event type %q is not %s", e.Type(), eventType)
+	}
+	if ct := e.DataContentType(); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != event.ApplicationJSON {
+			return council.Invalidf("datacontenttype %q is not %s", ct, event.ApplicationJSON)
+		}
+	}
+	data := e.Data()
+	if len(data) > maxBytes {
+		return council.Invalidf("data is %d bytes, more than the %d allowed", len(data), maxBytes)
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return council.Invalidf("data is empty: want a JSON object")
+	}
+	if trimmed[0] != '{' {
+		return council.Invalidf("data must be a JSON object, got %s", jsonKind(trimmed))
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return council.Invalidf("data has content after the JSON object")
+	}
+	var missing []string
+	required(trimmed, reflect.TypeOf(v).Elem(), "", &missing)
+	if len(missing) > 0 {
+		return council.Invalidf("field %s is required", strings.Join(missing, ", field "))
+	}
+	return nil
+}
+
+// jsonError turns an encoding/json error into an ErrInvalid that says
+// which field is wrong and what was expected.
+func jsonError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var timeErr *time.ParseError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "data"
+		}
+		return council.Invalidf("field %s: expected %s, got JSON %s", field, jsonType(typeErr.Type), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return council.Invalidf("data is not valid JSON: %s (at byte %d)", strings.TrimPrefix(syntaxErr.Error(), "json: "), syntaxErr.Offset)
+	case errors.As(err, &timeErr):
+		return council.Invalidf("a time field: expected an RFC 3339 time string, got %q", timeErr.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return council.Invalidf("data is not valid JSON: unexpected end of input")
+	default:
+		// Unknown fields ("json: unknown field \"x\"") and anything else.
+		return council.Invalidf("data: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
+
+// jsonType names the JSON type that Go type t is decoded from.
+func jsonType(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	if t == reflect.TypeFor[time.Time]() {
+		return "an RFC 3339 time string"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	}
+	return t.String()
+}
+
+// jsonKind names the kind of the JSON value that starts b.
+func jsonKind(b []byte) string {
+	switch b[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
+	}
+	if b[0] == '-' || (b[0] >= '0' && b[0] <= '9') {
+		return "a number"
+	}
+	return "something that is not JSON"
+}
+
+// required appends to missing the path of every field of struct type t
+// (recursively) that raw lacks or sets to null while t requires it: a
+// field whose json tag has neither omitempty nor omitzero. raw has already
+// been decoded into t, so its shape is known to be right.
+func required(raw json.RawMessage, t reflect.Type, path string, missing *[]string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == reflect.TypeFor[time.Time]() || t == reflect.TypeFor[json.RawMessage]():
+		return
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return
+		}
+		for i, item := range items {
+			required(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), missing)
+		}
+	case t.Kind() == reflect.Struct:
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil {
+			return
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, optional := jsonField(f)
+			if name == "" {
+				continue
+			}
+			p := name
+			if path != "" {
+				p = path + "." + name
+			}
+			value, ok := obj[name]
+			if !ok || string(value) == "null" {
+				if !optional {
+					*missing = append(*missing, p)
+				}
+				continue
+			}
+			required(value, f.Type, p, missing)
+		}
+	}
+}
+
+// jsonField returns the JSON name of f ("" when it is not encoded) and
+// whether it is optional (omitempty or omitzero).
+func jsonField(f reflect.StructField) (name string, optional bool) {
+	tag, ok := f.Tag.Lookup("json")
+	if !ok || tag == "-" || !f.IsExported() {
+		return "", false
+	}
+	name, opts, _ := strings.Cut(tag, ",")
+	for o := range strings.SplitSeq(opts, ",") {
+		if o == "omitempty" || o == "omitzero" {
+			optional = true
+		}
+	}
+	return name, optional
+}

@@ -1,0 +1,206 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"council.dev/shared/council"
+)
+
+// MaxErrorBytes caps the error message of a proposal.failed or
+// critique.failed event; a longer message is cut (an LLM server may answer
+// with a whole page).
+const MaxErrorBytes = 2048
+
+// NewRequest encodes t as a deliberation.requested.v1 event with id (the
+// CLI and tests send requests). The task is encoded as given: defaults
+// are applied by the decoder.
+func NewRequest(source, id string, t council.Task, now time.Time) council.Envelope {
+	return envelope(id, TypeDeliberationRequested, source, t.ID, now, requestOf(t))
+}
+
+// NewTick encodes a sweep.tick.v1 event with id, at now.
+func NewTick(source, id string, now time.Time) council.Envelope {
+	return envelope(id, TypeSweepTick, source, "", now, Tick{At: now})
+}
+
+// NewProposalRequested encodes r as a proposal.requested.v1 event with id
+// "<deliberation>.<key>.<attempt>".
+func NewProposalRequested(source string, r council.ProposalRequest, now time.Time) council.Envelope {
+	w := ProposalRequested{
+		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage,
+		Task: requestOf(r.Task), Agent: agentOf(r.Agent),
+	}
+	if r.Previous != nil {
+		w.Previous = ptr(proposalOf(*r.Previous))
+	}
+	if len(r.Critiques) > 0 {
+		w.Critiques = critiquesOf(r.Critiques)
+	}
+	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, ""), TypeProposalRequested, source, r.Task.ID, now, w)
+}
+
+// NewCritiqueRequested encodes r as a critique.requested.v1 event with id
+// "<deliberation>.<key>.<attempt>".
+func NewCritiqueRequested(source string, r council.CritiqueRequest, now time.Time) council.Envelope {
+	w := CritiqueRequested{
+		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage,
+		Task: requestOf(r.Task), Reviewer: agentOf(r.Reviewer), Proposal: proposalOf(r.Proposal),
+	}
+	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, ""), TypeCritiqueRequested, source, r.Task.ID, now, w)
+}
+
+// NewProposalGenerated encodes p, the answer to r, as a
+// proposal.generated.v1 event with id "<deliberation>.<key>.<attempt>.generated".
+func NewProposalGenerated(source string, r council.ProposalRequest, p council.Proposal, now time.Time) council.Envelope {
+	w := ProposalGenerated{
+		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage, Proposal: proposalOf(p),
+	}
+	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, "generated"), TypeProposalGenerated, source, r.Task.ID, now, w)
+}
+
+// NewProposalFailed encodes err, the failure of r, as a proposal.failed.v1
+// event with id "<deliberation>.<key>.<attempt>.failed"; retryable is
+// council.Retryable(err).
+func NewProposalFailed(source string, r council.ProposalRequest, err error, now time.Time) council.Envelope {
+	w := ProposalFailed{
+		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage,
+		AgentID: r.Agent.ID, Error: errorText(err), Retryable: council.Retryable(err),
+	}
+	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, "failed"), TypeProposalFailed, source, r.Task.ID, now, w)
+}
+
+// NewCritiqueCompleted encodes c, the answer to r, as a
+// critique.completed.v1 event with id "<deliberation>.<key>.<attempt>.completed".
+func NewCritiqueCompleted(source string, r council.CritiqueRequest, c council.Critique, now time.Time) council.Envelope {
+	w := CritiqueCompleted{
+		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage, Critique: critiqueOf(c),
+	}
+	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, "completed"), TypeCritiqueCompleted, source, r.Task.ID, now, w)
+}
+
+// NewCritiqueFailed encodes err, the failure of r, as a critique.failed.v1
+// event with id "<deliberation>.<key>.<attempt>.failed"; retryable is
+// council.Retryable(err).
+func NewCritiqueFailed(source string, r council.CritiqueRequest, err error, now time.Time) council.Envelope {
+	w := CritiqueFailed{
+		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage,
+		ReviewerID: r.Reviewer.ID, Error: errorText(err), Retryable: council.Retryable(err),
+	}
+	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, "failed"), TypeCritiqueFailed, source, r.Task.ID, now, w)
+}
+
+// NewAccepted encodes the reply to the request of d as a
+// deliberation.accepted.v1 event with id "<deliberation>.accepted".
+func NewAccepted(source string, d *council.Deliberation, now time.Time) council.Envelope {
+	w := Accepted{DeliberationID: d.ID, TaskID: d.Task.ID, Status: string(d.Status), Backend: string(d.Task.Backend)}
+	return envelope(d.ID+".accepted", TypeDeliberationAccepted, source, d.Task.ID, now, w)
+}
+
+// NewCompleted encodes d.Result as a deliberation.completed.v1 event with
+// id "<deliberation>.completed". For the structured kinds the winner's
+// content, when it is JSON, is also given parsed as output.
+func NewCompleted(source string, d *council.Deliberation, now time.Time) council.Envelope {
+	var r council.Result
+	if d.Result != nil {
+		r = *d.Result
+	}
+	w := Completed{
+		DeliberationID: d.ID, TaskID: d.Task.ID, Kind: string(d.Task.Kind), Backend: string(d.Task.Backend),
+		Status: string(council.StatusCompleted), Winner: r.Winner, Ranking: rankingOf(r.Ranking),
+		History: proposalsOf(r.History), Reviews: critiquesOf(r.Reviews), Failures: failuresOf(r.Failures),
+		Usage: usageOf(r.Usage), DurationMS: r.Duration.Milliseconds(),
+		StartedAt: d.StartedAt, FinishedAt: d.FinishedAt, Metadata: metadataOf(d.Task.Constraints.Metadata),
+	}
+	if d.Task.Kind.SinglePass() {
+		for _, rk := range r.Ranking {
+			if rk.Proposal.AgentID == r.Winner {
+				w.Output = structuredOutput(rk.Proposal.Content)
+				break
+			}
+		}
+	}
+	return envelope(d.ID+".completed", TypeDeliberationCompleted, source, d.Task.ID, now, w)
+}
+
+// NewFailed encodes the end of d, with d.Reason, as a
+// deliberation.failed.v1 event with id "<deliberation>.failed". Usage sums
+// the calls that were made.
+func NewFailed(source string, d *council.Deliberation, now time.Time) council.Envelope {
+	var u council.Usage
+	for _, p := range d.Proposals {
+		u = u.Add(p.Usage)
+	}
+	for _, c := range d.Critiques {
+		u = u.Add(c.Usage)
+	}
+	var dur time.Duration
+	if !d.FinishedAt.IsZero() && !d.StartedAt.IsZero() {
+		dur = d.FinishedAt.Sub(d.StartedAt)
+	}
+	w := Failed{
+		DeliberationID: d.ID, TaskID: d.Task.ID, Kind: string(d.Task.Kind), Backend: string(d.Task.Backend),
+		Status: string(council.StatusFailed), Reason: d.Reason, Failures: failuresOf(d.Failures),
+		Usage: usageOf(u), DurationMS: dur.Milliseconds(), StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
+		Metadata: metadataOf(d.Task.Constraints.Metadata),
+	}
+	return envelope(d.ID+".failed", TypeDeliberationFailed, source, d.Task.ID, now, w)
+}
+
+// ToEvent turns e into a CloudEvents 1.0 event with JSON data.
+func ToEvent(e council.Envelope) event.Event {
+	ev := event.New(event.CloudEventsVersionV1)
+	ev.SetID(e.ID)
+	ev.SetType(e.Type)
+	ev.SetSource(e.Source)
+	if e.Subject != "" {
+		ev.SetSubject(e.Subject)
+	}
+	if !e.Time.IsZero() {
+		ev.SetTime(e.Time)
+	}
+	ev.SetDataContentType(event.ApplicationJSON)
+	if len(e.Data) > 0 {
+		// Raw JSON, not base64: SetData would mark []byte as binary.
+		ev.DataEncoded = append([]byte(nil), e.Data...)
+		ev.DataBase64 = false
+	}
+	return ev
+}
+
+func envelope(id, eventType, source, subject string, now time.Time, data any) council.Envelope {
+	b, err := json.Marshal(data)
+	if err != nil {
+		// Unreachable: payloads hold strings, integers, finite floats,
+		// times and compacted JSON. Nil data is rejected by every decoder.
+		b = nil
+	}
+	return council.Envelope{ID: id, Type: eventType, Source: source, Subject: subject, Time: now, Data: b}
+}
+
+func workID(deliberation, key string, attempt int, suffix string) string {
+	id := fmt.Sprintf("%s.%s.%d", deliberation, key, attempt)
+	if suffix != "" {
+		id += "." + suffix
+	}
+	return id
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	s := err.Error()
+	if len(s) <= MaxErrorBytes {
+		return s
+	}
+	cut := MaxErrorBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,228 @@
+package events
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// The payload structs below are the wire format: the JSON data of each event
+// type. A field without omitempty/omitzero is required (the decoders reject
+// an event that lacks it, and the JSON Schemas list it as required); the
+// encoders always write it, with empty lists as [] and empty maps as {},
+// never null.
+
+// Request is the data of deliberation.requested.v1: a task to deliberate on.
+type Request struct {
+	TaskID      string `json:"task_id"`
+	Description string `json:"description"`
+	Role        string `json:"role"`
+	// Kind is deliberation, backlog_review, task_extraction or task_derivation.
+	Kind        string      `json:"kind"`
+	Constraints Constraints `json:"constraints,omitzero"`
+	Agents      []Agent     `json:"agents"`
+	Model       string      `json:"model,omitempty"`
+	// Backend is functions (the default) or ray.
+	Backend string `json:"backend,omitempty"`
+}
+
+// Constraints bound a requested deliberation. Zero or absent numbers take
+// the defaults of council.Task.WithDefaults.
+type Constraints struct {
+	StoryID string `json:"story_id,omitempty"`
+	PlanID  string `json:"plan_id,omitempty"`
+	// TimeoutSeconds is the deadline of the whole deliberation; absent means the default.
+	TimeoutSeconds *int `json:"timeout_seconds,omitempty"`
+	// MaxRetries is how often a failed call is retried: absent means
+	// council.DefaultMaxRetries, 0 means never.
+	MaxRetries *int              `json:"max_retries,omitempty"`
+	Rounds     int               `json:"rounds,omitempty"`
+	Peers      int               `json:"peers,omitempty"`
+	Rubric     []string          `json:"rubric,omitempty"`
+	MaxTokens  int               `json:"max_tokens,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+}
+
+// Agent is one member of the council.
+type Agent struct {
+	ID             string `json:"id"`
+	Role           string `json:"role"`
+	Model          string `json:"model,omitempty"`
+	PromptTemplate string `json:"prompt_template,omitempty"`
+}
+
+// Accepted is the data of deliberation.accepted.v1.
+type Accepted struct {
+	DeliberationID string `json:"deliberation_id"`
+	TaskID         string `json:"task_id"`
+	// Status is running, completed or failed (a replayed request of a finished deliberation).
+	Status  string `json:"status"`
+	Backend string `json:"backend"`
+}
+
+// Usage counts tokens.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// Proposal is an agent's answer at one stage (0: first proposal, ≥ 1: revision).
+type Proposal struct {
+	AgentID    string `json:"agent_id"`
+	Role       string `json:"role"`
+	Stage      int    `json:"stage"`
+	Content    string `json:"content"`
+	Reasoning  string `json:"reasoning,omitempty"`
+	Model      string `json:"model"`
+	Usage      Usage  `json:"usage"`
+	DurationMS int64  `json:"duration_ms"`
+	Attempt    int    `json:"attempt"`
+}
+
+// Critique is a peer review of a proposal; scores are in [0,1].
+type Critique struct {
+	ReviewerID  string             `json:"reviewer_id"`
+	AuthorID    string             `json:"author_id"`
+	Stage       int                `json:"stage"`
+	Scores      map[string]float64 `json:"scores"`
+	Overall     float64            `json:"overall"`
+	Strengths   []string           `json:"strengths"`
+	Issues      []string           `json:"issues"`
+	Suggestions []string           `json:"suggestions"`
+	Model       string             `json:"model"`
+	Usage       Usage              `json:"usage"`
+	DurationMS  int64              `json:"duration_ms"`
+	Attempt     int                `json:"attempt"`
+}
+
+// ProposalRequested is the data of proposal.requested.v1.
+type ProposalRequested struct {
+	DeliberationID string  `json:"deliberation_id"`
+	Key            string  `json:"key"`
+	Attempt        int     `json:"attempt"`
+	Stage          int     `json:"stage"`
+	Task           Request `json:"task"`
+	Agent          Agent   `json:"agent"`
+	// Previous is the agent's own proposal of the previous stage (revisions only).
+	Previous *Proposal `json:"previous,omitempty"`
+	// Critiques are the critiques Previous received (revisions only).
+	Critiques []Critique `json:"critiques,omitempty"`
+}
+
+// ProposalGenerated is the data of proposal.generated.v1.
+type ProposalGenerated struct {
+	DeliberationID string   `json:"deliberation_id"`
+	Key            string   `json:"key"`
+	Attempt        int      `json:"attempt"`
+	Stage          int      `json:"stage"`
+	Proposal       Proposal `json:"proposal"`
+}
+
+// ProposalFailed is the data of proposal.failed.v1.
+type ProposalFailed struct {
+	DeliberationID string `json:"deliberation_id"`
+	Key            string `json:"key"`
+	Attempt        int    `json:"attempt"`
+	Stage          int    `json:"stage"`
+	AgentID        string `json:"agent_id"`
+	Error          string `json:"error"`
+	// Retryable says whether another attempt may succeed (council.Retryable).
+	Retryable bool `json:"retryable"`
+}
+
+// CritiqueRequested is the data of critique.requested.v1.
+type CritiqueRequested struct {
+	DeliberationID string   `json:"deliberation_id"`
+	Key            string   `json:"key"`
+	Attempt        int      `json:"attempt"`
+	Stage          int      `json:"stage"`
+	Task           Request  `json:"task"`
+	Reviewer       Agent    `json:"reviewer"`
+	Proposal       Proposal `json:"proposal"`
+}
+
+// CritiqueCompleted is the data of critique.completed.v1.
+type CritiqueCompleted struct {
+	DeliberationID string   `json:"deliberation_id"`
+	Key            string   `json:"key"`
+	Attempt        int      `json:"attempt"`
+	Stage          int      `json:"stage"`
+	Critique       Critique `json:"critique"`
+}
+
+// CritiqueFailed is the data of critique.failed.v1.
+type CritiqueFailed struct {
+	DeliberationID string `json:"deliberation_id"`
+	Key            string `json:"key"`
+	Attempt        int    `json:"attempt"`
+	Stage          int    `json:"stage"`
+	ReviewerID     string `json:"reviewer_id"`
+	Error          string `json:"error"`
+	Retryable      bool   `json:"retryable"`
+}
+
+// Ranked is a final proposal with its place in the ranking.
+type Ranked struct {
+	Rank   int                `json:"rank"`
+	Score  float64            `json:"score"`
+	Scores map[string]float64 `json:"scores"`
+	// Scored is false for a proposal no peer reviewed (ranked last).
+	Scored    bool       `json:"scored"`
+	Proposal  Proposal   `json:"proposal"`
+	Critiques []Critique `json:"critiques"`
+}
+
+// Failure records an agent that exhausted its retries.
+type Failure struct {
+	AgentID string `json:"agent_id"`
+	Stage   int    `json:"stage"`
+	Reason  string `json:"reason"`
+}
+
+// Completed is the data of deliberation.completed.v1.
+type Completed struct {
+	DeliberationID string `json:"deliberation_id"`
+	TaskID         string `json:"task_id"`
+	Kind           string `json:"kind"`
+	Backend        string `json:"backend"`
+	// Status is always "completed".
+	Status  string   `json:"status"`
+	Winner  string   `json:"winner"`
+	Ranking []Ranked `json:"ranking"`
+	// History holds the proposals of the stages before the final one.
+	History []Proposal `json:"history"`
+	// Reviews holds the critiques of the stages before the final one.
+	Reviews    []Critique        `json:"reviews"`
+	Failures   []Failure         `json:"failures"`
+	Usage      Usage             `json:"usage"`
+	DurationMS int64             `json:"duration_ms"`
+	StartedAt  time.Time         `json:"started_at"`
+	FinishedAt time.Time         `json:"finished_at"`
+	Metadata   map[string]string `json:"metadata"`
+	// Output is the winner's content parsed as JSON, for the structured kinds
+	// (task_extraction, task_derivation).
+	Output json.RawMessage `json:"output,omitempty"`
+}
+
+// Failed is the data of deliberation.failed.v1.
+type Failed struct {
+	DeliberationID string `json:"deliberation_id"`
+	TaskID         string `json:"task_id"`
+	Kind           string `json:"kind"`
+	Backend        string `json:"backend"`
+	// Status is always "failed".
+	Status     string            `json:"status"`
+	Reason     string            `json:"reason"`
+	Failures   []Failure         `json:"failures"`
+	Usage      Usage             `json:"usage"`
+	DurationMS int64             `json:"duration_ms"`
+	StartedAt  time.Time         `json:"started_at"`
+	FinishedAt time.Time         `json:"finished_at"`
+	Metadata   map[string]string `json:"metadata"`
+}
+
+// Tick is the data of sweep.tick.v1.
+type Tick struct {
+	// At is the time the sweep should consider as now; zero means the event time.
+	At time.Time `json:"at,omitzero"`
+}
