@@ -23,7 +23,7 @@ import (
 )
 
 // defaultFixture is the deliberation the dev command sends: 3 agents, 1 round.
-const defaultFixture = "fixtures/deliberation.requested/valid/deliberation.json"
+const defaultFixture = "deliberation.requested.v1/valid/deliberation.json"
 
 func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fl := flag.NewFlagSet("dev", flag.ContinueOnError)
@@ -119,7 +119,7 @@ func loadFixture(path string) (event.Event, error) {
 }
 
 func listFixtures(stdout io.Writer) error {
-	return fs.WalkDir(events.Fixtures(), "fixtures", func(path string, d fs.DirEntry, err error) error {
+	return fs.WalkDir(events.Fixtures(), ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,219 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"council.dev/cli/stack"
+	"council.dev/events"
+	"council.dev/shared/adapters/vllm/vllmtest"
+	"council.dev/shared/council"
+)
+
+// request loads the 3-agent, 1-round deliberation fixture with a fresh
+// event id and small completions (the local model is tiny and random).
+func request(t *testing.T, maxTokens int) event.Event {
+	t.Helper()
+	e, err := events.LoadFixture("deliberation.requested.v1/valid/deliberation.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(e.Data(), &data); err != nil {
+		t.Fatal(err)
+	}
+	data["constraints"].(map[string]any)["max_tokens"] = maxTokens
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		t.Fatal(err)
+	}
+	e.SetID(fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano()))
+	return e
+}
+
+func startStack(t *testing.T, duplicate bool) *stack.Stack {
+	t.Helper()
+	ctx := context.Background()
+	s, err := stack.Start(ctx, stack.Config{
+		LLMURL: vllmtest.URL(t), LLMModel: vllmtest.Model(), StoreDir: t.TempDir(),
+		LLMTimeout: 2 * time.Minute, DuplicateDelivery: duplicate, SweepEvery: time.Second,
+	})
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func send(t *testing.T, s *stack.Stack, e event.Event) string {
+	t.Helper()
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.JS.Publish(context.Background(), s.Topology.EventSubject(e.Type()), data, jetstream.WithMsgID(e.ID())); err != nil {
+		t.Fatalf("publish request: %v", err)
+	}
+	return council.DeliberationID(e.Source(), e.ID())
+}
+
+func await(t *testing.T, s *stack.Stack, id string) *events.Completed {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	out, err := s.Await(ctx, id)
+	if err != nil {
+		t.Fatalf("await deliberation %s: %v (stack: %v)", id, err, s.Err())
+	}
+	if out.Failed != nil {
+		t.Fatalf("deliberation %s failed: %s", id, out.Failed.Reason)
+	}
+	return out.Completed
+}
+
+// checkCompleted asserts what the Orchestrator relies on in a completed
+// 3-agent, 1-round deliberation.
+func checkCompleted(t *testing.T, c *events.Completed, taskID string) {
+	t.Helper()
+	if c.TaskID != taskID || c.Status != "completed" {
+		t.Errorf("task_id, status = %q, %q; want %q, completed", c.TaskID, c.Status, taskID)
+	}
+	if len(c.Ranking) != 3 {
+		t.Fatalf("ranking has %d proposals, want 3 (failures: %+v)", len(c.Ranking), c.Failures)
+	}
+	agents := map[string]bool{}
+	for i, r := range c.Ranking {
+		if r.Rank != i+1 {
+			t.Errorf("ranking[%d].rank = %d, want %d", i, r.Rank, i+1)
+		}
+		if i > 0 && r.Score > c.Ranking[i-1].Score {
+			t.Errorf("ranking not ordered: %v after %v", r.Score, c.Ranking[i-1].Score)
+		}
+		if agents[r.Proposal.AgentID] {
+			t.Errorf("agent %s ranked twice", r.Proposal.AgentID)
+		}
+		agents[r.Proposal.AgentID] = true
+		if r.Proposal.Stage != 1 || r.Proposal.Content == "" {
+			t.Errorf("final proposal of %s: stage %d, %d bytes; want stage 1 (the revision), content", r.Proposal.AgentID, r.Proposal.Stage, len(r.Proposal.Content))
+		}
+		if r.Proposal.Usage.CompletionTokens == 0 {
+			t.Errorf("proposal of %s has no completion usage", r.Proposal.AgentID)
+		}
+		if !r.Scored || len(r.Critiques) != 1 {
+			t.Errorf("proposal of %s: scored=%v with %d critiques, want 1 scored critique", r.Proposal.AgentID, r.Scored, len(r.Critiques))
+		}
+		for _, cr := range r.Critiques {
+			if cr.AuthorID != r.Proposal.AgentID || cr.ReviewerID == cr.AuthorID {
+				t.Errorf("critique %s → %s on the proposal of %s", cr.ReviewerID, cr.AuthorID, r.Proposal.AgentID)
+			}
+			if cr.Overall < 0 || cr.Overall > 1 || len(cr.Scores) != 4 {
+				t.Errorf("critique scores: overall %v, %d criteria; want [0,1] and 4", cr.Overall, len(cr.Scores))
+			}
+			for name, v := range cr.Scores {
+				if v < 0 || v > 1 {
+					t.Errorf("criterion %s = %v, outside [0,1]", name, v)
+				}
+			}
+		}
+	}
+	if c.Winner != c.Ranking[0].Proposal.AgentID {
+		t.Errorf("winner = %q, want the top of the ranking %q", c.Winner, c.Ranking[0].Proposal.AgentID)
+	}
+	if len(c.History) != 3 || len(c.Reviews) != 3 {
+		t.Errorf("history: %d proposals, %d critiques; want the 3 first proposals and their 3 critiques", len(c.History), len(c.Reviews))
+	}
+	if c.Usage.TotalTokens == 0 || c.Usage.PromptTokens == 0 {
+		t.Errorf("usage = %+v, want tokens counted", c.Usage)
+	}
+	if c.DurationMS <= 0 {
+		t.Errorf("duration_ms = %d", c.DurationMS)
+	}
+}
+
+func TestDeliberationEndToEnd(t *testing.T) {
+	s := startStack(t, false)
+	e := request(t, 48)
+	start := time.Now()
+	id := send(t, s, e)
+	c := await(t, s, id)
+	t.Logf("3 agents, 1 round: completed in %s, %d tokens", time.Since(start).Round(time.Millisecond), c.Usage.TotalTokens)
+	checkCompleted(t, c, "task-42")
+
+	// The stored state agrees, and nothing is left to send.
+	d, _, err := s.Store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != council.StatusCompleted || len(d.Outbox) != 0 {
+		t.Errorf("stored deliberation: status %s, outbox %v; want completed and empty", d.Status, d.Outbox)
+	}
+}
+
+// TestDeliberationEveryEventTwice delivers every event to every function
+// twice: there must be exactly one completed event and no doubled proposal.
+func TestDeliberationEveryEventTwice(t *testing.T) {
+	s := startStack(t, true)
+	e := request(t, 32)
+	id := send(t, s, e)
+	c := await(t, s, id)
+	checkCompleted(t, c, "task-42")
+
+	// Let any straggling duplicate land, then count what the broker holds.
+	time.Sleep(2 * time.Second)
+	counts := countEvents(t, s, id)
+	if counts[events.TypeDeliberationCompleted] != 1 {
+		t.Errorf("%d deliberation.completed events, want exactly 1", counts[events.TypeDeliberationCompleted])
+	}
+	if counts[events.TypeDeliberationAccepted] != 1 {
+		t.Errorf("%d deliberation.accepted events, want 1", counts[events.TypeDeliberationAccepted])
+	}
+	if got := counts[events.TypeProposalGenerated]; got != 6 {
+		t.Errorf("%d proposal.generated events, want 6 (3 agents × 2 stages, none doubled)", got)
+	}
+	if got := counts[events.TypeProposalRequested]; got != 6 {
+		t.Errorf("%d proposal.requested events, want 6", got)
+	}
+	if got := counts[events.TypeCritiqueCompleted]; got != 6 {
+		t.Errorf("%d critique.completed events, want 6", got)
+	}
+}
+
+// countEvents counts, per type, the broker's events of deliberation id.
+func countEvents(t *testing.T, s *stack.Stack, id string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := s.JS.OrderedConsumer(ctx, s.Topology.EventsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.JS.Stream(ctx, s.Topology.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := info.CachedInfo().State.Msgs
+	counts := map[string]int{}
+	for n := uint64(0); n < total; n++ {
+		msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read broker stream: %v", err)
+		}
+		var e event.Event
+		if err := json.Unmarshal(msg.Data(), &e); err != nil {
+			continue
+		}
+		var p struct {
+			ID string `json:"deliberation_id"`
+		}
+		_ = json.Unmarshal(e.Data(), &p)
+		if p.ID == id {
+			counts[e.Type()]++
+		}
+	}
+	return counts
+}
