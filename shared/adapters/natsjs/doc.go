@@ -1,0 +1,15 @@
+// Package natsjs is everything council does with NATS JetStream: the broker
+// stream, the token streams and the deliberation KV bucket ([Setup]), the
+// event publisher ([Publisher], a council.Emitter), the deliberation store
+// ([Store], a council.Store), the token publisher ([TokenPublisher], a
+// council.TokenSink) and the JetStream transport of a function ([Consumer]).
+//
+// Events travel as CloudEvents 1.0 in structured JSON mode
+// (application/cloudevents+json): an event of type T is published on
+// council.events.T with its id as Nats-Msg-Id, so that the broker stream drops
+// a re-sent event inside its duplicate window.
+//
+// Errors wrap the council sentinels: council.ErrInvalid for input that can
+// never be processed, council.ErrNotFound and council.ErrConflict for the
+// store, council.ErrUnavailable when NATS cannot take or give the data.
+package natsjs

@@ -1,0 +1,252 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"council.dev/shared/council"
+)
+
+// Default names and limits of the council topology (docs/CONVENTIONS.md).
+const (
+	DefaultEventsStream        = "COUNCIL_EVENTS"
+	DefaultEventsSubjectPrefix = "council.events"
+	DefaultEventsMaxAge        = 7 * 24 * time.Hour
+	DefaultDuplicateWindow     = 10 * time.Minute
+	DefaultTokensStream        = "COUNCIL_TOKENS"
+	DefaultTokensSubjectPrefix = "council.stream"
+	DefaultTokensMaxAge        = time.Hour
+	DefaultTokensMaxBytes      = 64 << 20
+	DefaultBucket              = "council-deliberations"
+)
+
+// Topology names the streams, subjects and bucket council uses. Zero fields
+// take the defaults of DefaultTopology.
+type Topology struct {
+	// EventsStream is the broker stream (file storage, limits retention).
+	EventsStream string
+	// EventsSubjectPrefix is the broker prefix: an event of type T goes to
+	// <EventsSubjectPrefix>.T, and the stream captures <prefix>.>.
+	EventsSubjectPrefix string
+	// EventsMaxAge is how long the broker stream keeps an event.
+	EventsMaxAge time.Duration
+	// DuplicateWindow is how long the broker stream remembers a
+	// Nats-Msg-Id to drop a re-sent event.
+	DuplicateWindow time.Duration
+
+	// TokensStream captures the streamed tokens (memory storage).
+	TokensStream string
+	// TokensSubjectPrefix is the token prefix: tokens of an agent go to
+	// <TokensSubjectPrefix>.<deliberation>.<agent>.
+	TokensSubjectPrefix string
+	// TokensMaxAge is how long the token stream keeps a token.
+	TokensMaxAge time.Duration
+	// TokensMaxBytes bounds the token stream; the oldest tokens go first.
+	TokensMaxBytes int64
+
+	// Bucket is the KV bucket of deliberation state (history 1, file).
+	Bucket string
+
+	// Replicas is the replica count of the streams and the bucket.
+	Replicas int
+}
+
+// DefaultTopology returns the topology of docs/CONVENTIONS.md.
+func DefaultTopology() Topology {
+	return Topology{
+		EventsStream:        DefaultEventsStream,
+		EventsSubjectPrefix: DefaultEventsSubjectPrefix,
+		EventsMaxAge:        DefaultEventsMaxAge,
+		DuplicateWindow:     DefaultDuplicateWindow,
+		TokensStream:        DefaultTokensStream,
+		TokensSubjectPrefix: DefaultTokensSubjectPrefix,
+		TokensMaxAge:        DefaultTokensMaxAge,
+		TokensMaxBytes:      DefaultTokensMaxBytes,
+		Bucket:              DefaultBucket,
+		Replicas:            1,
+	}
+}
+
+func (t Topology) withDefaults() Topology {
+	d := DefaultTopology()
+	if t.EventsStream == "" {
+		t.EventsStream = d.EventsStream
+	}
+	if t.EventsSubjectPrefix == "" {
+		t.EventsSubjectPrefix = d.EventsSubjectPrefix
+	}
+	if t.EventsMaxAge == 0 {
+		t.EventsMaxAge = d.EventsMaxAge
+	}
+	if t.DuplicateWindow == 0 {
+		t.DuplicateWindow = d.DuplicateWindow
+	}
+	if t.TokensStream == "" {
+		t.TokensStream = d.TokensStream
+	}
+	if t.TokensSubjectPrefix == "" {
+		t.TokensSubjectPrefix = d.TokensSubjectPrefix
+	}
+	if t.TokensMaxAge == 0 {
+		t.TokensMaxAge = d.TokensMaxAge
+	}
+	if t.TokensMaxBytes == 0 {
+		t.TokensMaxBytes = d.TokensMaxBytes
+	}
+	if t.Bucket == "" {
+		t.Bucket = d.Bucket
+	}
+	if t.Replicas == 0 {
+		t.Replicas = d.Replicas
+	}
+	return t
+}
+
+func (t Topology) validate() error {
+	var errs []error
+	for _, s := range []string{t.EventsSubjectPrefix, t.TokensSubjectPrefix} {
+		if !validSubject(s) {
+			errs = append(errs, fmt.Errorf("subject prefix %q is not a literal subject", s))
+		}
+	}
+	if t.EventsSubjectPrefix == t.TokensSubjectPrefix {
+		errs = append(errs, fmt.Errorf("events and tokens share subject prefix %q", t.EventsSubjectPrefix))
+	}
+	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket} {
+		if !validID(n) {
+			errs = append(errs, fmt.Errorf("name %q: want letters, digits, '-' and '_'", n))
+		}
+	}
+	if t.EventsMaxAge < 0 || t.TokensMaxAge < 0 || t.TokensMaxBytes < 0 {
+		errs = append(errs, errors.New("negative limit"))
+	}
+	if t.DuplicateWindow < 0 || t.DuplicateWindow > t.EventsMaxAge {
+		errs = append(errs, fmt.Errorf("duplicate window %s: must be within max age %s", t.DuplicateWindow, t.EventsMaxAge))
+	}
+	if t.Replicas < 1 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be at least 1", t.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// EventSubject returns the broker subject of events of type eventType.
+func (t Topology) EventSubject(eventType string) string {
+	return t.withDefaults().EventsSubjectPrefix + "." + eventType
+}
+
+// TokenSubject returns the subject of the tokens of one agent of one
+// deliberation.
+func (t Topology) TokenSubject(deliberationID, agentID string) string {
+	return t.withDefaults().TokensSubjectPrefix + "." + deliberationID + "." + agentID
+}
+
+// Setup creates the broker stream, the token stream and the deliberation KV
+// bucket of t, or updates them to t when they exist; running it again
+// changes nothing. Zero fields of t take the defaults of DefaultTopology.
+//
+// It returns an error wrapping council.ErrInvalid for a topology NATS rejects
+// (a bad name, a change it cannot apply such as a new storage type) and one
+// wrapping council.ErrUnavailable when NATS cannot be reached.
+func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	t = t.withDefaults()
+	if err := t.validate(); err != nil {
+		return fmt.Errorf("natsjs: setup: %w: %w", council.ErrInvalid, err)
+	}
+	events := jetstream.StreamConfig{
+		Name:        t.EventsStream,
+		Description: "council events (CloudEvents, structured JSON)",
+		Subjects:    []string{t.EventsSubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      t.EventsMaxAge,
+		Duplicates:  t.DuplicateWindow,
+		Replicas:    t.Replicas,
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, events); err != nil {
+		return fmt.Errorf("natsjs: setup stream %s: %w", t.EventsStream, classify(err))
+	}
+	tokens := jetstream.StreamConfig{
+		Name:        t.TokensStream,
+		Description: "council streamed tokens",
+		Subjects:    []string{t.TokensSubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.MemoryStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      t.TokensMaxAge,
+		MaxBytes:    t.TokensMaxBytes,
+		Replicas:    t.Replicas,
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, tokens); err != nil {
+		return fmt.Errorf("natsjs: setup stream %s: %w", t.TokensStream, classify(err))
+	}
+	kv := jetstream.KeyValueConfig{
+		Bucket:      t.Bucket,
+		Description: "council deliberation state",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+		return fmt.Errorf("natsjs: setup bucket %s: %w", t.Bucket, classify(err))
+	}
+	return nil
+}
+
+// classify wraps err with council.ErrInvalid when the server rejected the
+// request (a 4xx API error) and with council.ErrUnavailable otherwise.
+func classify(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
+		return fmt.Errorf("%w: %w", council.ErrInvalid, err)
+	}
+	return fmt.Errorf("%w: %w", council.ErrUnavailable, err)
+}
+
+// validID reports whether s is a non-empty run of ASCII letters, digits, '-'
+// and '_' of at most 255 bytes: a KV key, a single subject token and a
+// stream name alike.
+func validID(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validSubject reports whether s is a literal NATS subject: dot-separated
+// non-empty tokens without wildcards or whitespace.
+func validSubject(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+		for _, r := range tok {
+			if r < 0x21 || r == 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isConnErr reports whether err says the connection is gone.
+func isConnErr(err error) bool {
+	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining)
+}
