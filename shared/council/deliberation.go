@@ -164,7 +164,10 @@ type JobRef struct {
 	Attempt      int
 	State        JobState
 	SubmittedAt  time.Time
-	Message      string
+	// EndedAt is when the job was first seen ended (Ray's end time when
+	// known); zero while it runs.
+	EndedAt time.Time
+	Message string
 }
 
 // DeliberationID derives the id of the deliberation a request starts from

@@ -271,7 +271,7 @@ func TestReview(t *testing.T) {
 	s := council.CritiqueSchema(council.DefaultRubric())
 	req := llm.Requests()[0]
 	want := council.CompletionRequest{Model: "council-judge", Messages: council.CritiqueMessages(r), Temperature: 0.2,
-		MaxTokens: 256, Seed: req.Seed, Schema: &s}
+		MaxTokens: council.CritiqueMaxTokens, Seed: req.Seed, Schema: &s}
 	if diff := cmp.Diff(want, req, ignoreFuncs, approx); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
@@ -293,8 +293,8 @@ func TestReview(t *testing.T) {
 	task.Constraints.MaxTokens = 1000
 	llm = &counciltest.Completer{}
 	council.Review(ctx, llm, critiqueRequest(t, task))
-	if got := llm.Requests()[0].MaxTokens; got != 1000 {
-		t.Errorf("MaxTokens = %d, want the task's 1000", got)
+	if got := llm.Requests()[0].MaxTokens; got != council.CritiqueMaxTokens {
+		t.Errorf("MaxTokens = %d, want the critique budget %d whatever the task's", got, council.CritiqueMaxTokens)
 	}
 }
 

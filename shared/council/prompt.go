@@ -142,18 +142,28 @@ func writeList(b *strings.Builder, title string, items []string) {
 }
 
 // Critique output bounds: the schema caps list lengths and string sizes so a
-// model cannot run away inside the JSON.
+// model cannot run away inside the JSON, and CritiqueMaxTokens leaves room
+// for the largest critique the schema allows. Scores are an enum of the
+// integers 0..10: every structured-output engine (vLLM's xgrammar and
+// guidance, llama.cpp grammars) enforces an enum, while some ignore
+// minimum/maximum.
 const (
-	critiqueMaxItems  = 5
-	critiqueMaxLength = 200
+	critiqueMaxItems  = 3
+	critiqueMaxLength = 160
 	scoreScale        = 10
+	// CritiqueMaxTokens is the completion budget of a critique.
+	CritiqueMaxTokens = 1536
 )
 
 // CritiqueSchema returns the JSON Schema a critique must follow for rubric:
 // integer scores 0..10 per criterion and overall (normalised to [0,1] by
 // ParseCritique), bounded lists of strengths, issues and suggestions.
 func CritiqueSchema(rubric []string) JSONSchema {
-	score := map[string]any{"type": "integer", "minimum": 0, "maximum": scoreScale}
+	levels := make([]int, scoreScale+1)
+	for i := range levels {
+		levels[i] = i
+	}
+	score := map[string]any{"type": "integer", "minimum": 0, "maximum": scoreScale, "enum": levels}
 	props := map[string]any{}
 	for _, name := range rubric {
 		props[name] = score
@@ -284,7 +294,7 @@ func Review(ctx context.Context, llm Completer, r CritiqueRequest) (Critique, er
 	start := time.Now()
 	c, err := llm.Complete(ctx, CompletionRequest{
 		Model: r.Task.ModelFor(r.Reviewer), Messages: CritiqueMessages(r),
-		Temperature: 0.2, MaxTokens: max(r.Task.Constraints.MaxTokens, 256), Seed: &seed, Schema: &s,
+		Temperature: 0.2, MaxTokens: CritiqueMaxTokens, Seed: &seed, Schema: &s,
 	})
 	if err != nil {
 		return Critique{}, fmt.Errorf("critique %s: %w", r.Key, err)
