@@ -1,3 +1,16 @@
-// Package knative holds council's Knative deployment: manifests under base/
-// and overlays/, and tests that validate them against Knative's API types.
+// Package knative holds council's Knative deployment and its tests.
+//
+// The manifests are kustomizations: base/ (namespace, configuration, the
+// Broker on a NatsJetStreamChannel, the three function Services, the
+// dead-letter sink, Triggers, the SinkBinding that gives execute its K_SINK,
+// and the sweep PingSource), overlays/dev and overlays/prod, and platform/
+// (the Knative Serving settings council needs from the cluster). README.md
+// explains the choices and how to deploy.
+//
+// The package has no Go API. Its tests render every kustomization in-process
+// with kustomize's krusty, decode each document strictly into the API type
+// the cluster would (Knative Serving and Eventing, core Kubernetes), run
+// Knative's own defaulting and validation on it as its admission webhooks
+// would, and check the event routing (one exact Trigger per consumed type,
+// no reply loops) and the Services' contract with the function host.
 package knative
