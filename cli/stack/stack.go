@@ -3,6 +3,8 @@
 // functions (execute, generate, critique) on the JetStream transport against
 // an OpenAI-compatible LLM server. The dev command and the end-to-end tests
 // use it; it is the same wiring the functions' own commands use, in one place.
+// With Config.RayAddress, execute runs backend ray requests as Ray jobs of a
+// council-agent binary built into Config.AgentDir.
 package stack
 
 import (
@@ -25,6 +27,7 @@ import (
 	"council.dev/functions/execute"
 	"council.dev/functions/generate"
 	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/adapters/rayjobs"
 	"council.dev/shared/adapters/vllm"
 	"council.dev/shared/council"
 )
@@ -50,6 +53,13 @@ type Config struct {
 	DuplicateDelivery bool
 	// Completer, when set, replaces the LLM client (tests of the wiring).
 	Completer council.Completer
+	// RayAddress, when set, is the Ray dashboard URL: execute then runs
+	// backend ray requests as Ray jobs of council-agent, which reach the
+	// stack's NATS (loopback: Ray must run on this machine) and LLMURL.
+	RayAddress string
+	// AgentDir is a directory holding a built council-agent binary, the
+	// job's working directory (required with RayAddress).
+	AgentDir string
 }
 
 // Stack is a running local council.
@@ -60,12 +70,23 @@ type Stack struct {
 	Store     *natsjs.Store
 	Topology  natsjs.Topology
 	URL       string
+	// Ray is the client of the Ray cluster; nil without Config.RayAddress.
+	Ray *rayjobs.Client
 
 	srv    *server.Server
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	errs   []error
+
+	// The execute function runs apart, so that it can be restarted.
+	execOpts   []execute.Option
+	execLog    *slog.Logger
+	duplicate  bool
+	exec       *execute.Function
+	execCancel context.CancelFunc
+	execDone   chan struct{}
+	runCtx     context.Context
 }
 
 // Start starts the stack; Close stops it.
@@ -148,23 +169,55 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	exec, err := execute.New(s.Store, s.Publisher, execute.WithLogger(log))
-	if err != nil {
-		return nil, err
+	s.execLog = log.With("function", "execute")
+	s.execOpts = []execute.Option{execute.WithLogger(log)}
+	if c, ok := llm.(*vllm.Client); ok {
+		s.execOpts = append(s.execOpts, execute.WithCheck("llm", c.Ping))
+	}
+	if cfg.RayAddress != "" {
+		if cfg.AgentDir == "" {
+			return nil, errors.New("stack: AgentDir (a directory holding council-agent) is required with RayAddress")
+		}
+		if s.Ray, err = rayjobs.New(cfg.RayAddress, rayjobs.WithLogger(log)); err != nil {
+			return nil, err
+		}
+		env := map[string]string{
+			"COUNCIL_NATS_URL":  s.URL,
+			"COUNCIL_LLM_URL":   cfg.LLMURL,
+			"COUNCIL_LLM_MODEL": cfg.LLMModel,
+		}
+		if env["COUNCIL_LLM_MODEL"] == "" {
+			env["COUNCIL_LLM_MODEL"] = "council-tiny"
+		}
+		if cfg.LLMTimeout > 0 {
+			env["COUNCIL_LLM_TIMEOUT"] = cfg.LLMTimeout.String()
+		}
+		if cfg.LLMRetries > 0 {
+			env["COUNCIL_LLM_RETRIES"] = strconv.Itoa(cfg.LLMRetries)
+		}
+		ray := s.Ray
+		s.execOpts = append(s.execOpts,
+			execute.WithJobRunner(ray, execute.JobTemplate{WorkingDir: cfg.AgentDir, Env: env}),
+			execute.WithCheck("ray", func(ctx context.Context) error {
+				_, err := ray.Version(ctx)
+				return err
+			}))
 	}
 	conc := cfg.Concurrency
 	if conc <= 0 {
 		conc = 4
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s.cancel, s.runCtx, s.duplicate = cancel, runCtx, cfg.DuplicateDelivery
+	if err := s.startExecute(); err != nil {
+		return nil, err
+	}
 	for _, f := range []struct {
 		name  string
 		types []string
 		h     natsjs.Handler
 		conc  int
 	}{
-		{"execute", execute.Types, exec.Handle, 8},
 		{"generate", generate.Types, gen.Handle, conc},
 		{"critique", critique.Types, crit.Handle, conc},
 	} {
@@ -193,6 +246,64 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		go s.sweep(runCtx, every)
 	}
 	return s, nil
+}
+
+// startExecute starts a new execute function and its durable consumer,
+// which resumes where the previous one stopped.
+func (s *Stack) startExecute() error {
+	fn, err := execute.New(s.Store, s.Publisher, s.execOpts...)
+	if err != nil {
+		return err
+	}
+	opts := []natsjs.Option{natsjs.WithLogger(s.execLog), natsjs.WithConcurrency(8),
+		natsjs.WithBackoff(200*time.Millisecond, 5*time.Second)}
+	if s.duplicate {
+		opts = append(opts, natsjs.WithDuplicateDelivery())
+	}
+	c, err := natsjs.NewConsumer(s.JS, "execute", execute.Types, fn.Handle, opts...)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(s.runCtx)
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.exec, s.execCancel, s.execDone = fn, cancel, done
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.fail(fmt.Errorf("stack: execute consumer: %w", err))
+		}
+	}()
+	return nil
+}
+
+// Execute returns the running execute function (its queries: Routes,
+// QueryHandler, Status).
+func (s *Stack) Execute() *execute.Function {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exec
+}
+
+// RestartExecute stops the execute function (letting its in-flight events
+// finish) and starts a new one over the same state and durable consumer,
+// as a crash or a redeploy would; it returns the new function. The other
+// functions, and any Ray job, go on.
+func (s *Stack) RestartExecute() (*execute.Function, error) {
+	s.mu.Lock()
+	cancel, done := s.execCancel, s.execDone
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	if err := s.startExecute(); err != nil {
+		return nil, fmt.Errorf("stack: restart execute: %w", err)
+	}
+	return s.Execute(), nil
 }
 
 func (s *Stack) sweep(ctx context.Context, every time.Duration) {

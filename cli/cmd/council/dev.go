@@ -33,6 +33,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fixture := fl.String("fixture", defaultFixture, "deliberation.requested fixture: a path in the events fixtures, or a file")
 	timeout := fl.Duration("timeout", 10*time.Minute, "how long to wait for the result")
 	natsURL := fl.String("nats-url", "", "use this NATS server instead of an embedded one")
+	maxTokens := fl.Int("max-tokens", 128, "override the fixture's constraints.max_tokens (0 keeps it); the local model is tiny and slow on CPU")
+	llmTimeout := fl.Duration("llm-timeout", 5*time.Minute, "per-call LLM timeout (a local server answers one call at a time, so calls queue)")
 	verbose := fl.Bool("v", false, "log every event the functions handle")
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -40,6 +42,11 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	ev, err := loadFixture(*fixture)
 	if err != nil {
 		return err
+	}
+	if *maxTokens > 0 {
+		if err := setMaxTokens(&ev, *maxTokens); err != nil {
+			return fmt.Errorf("fixture %s: %w", *fixture, err)
+		}
 	}
 	task, err := events.DecodeRequest(ev)
 	if err != nil {
@@ -57,7 +64,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Config{
-		LLMURL: *llmURL, LLMModel: *model, NATSURL: *natsURL, StoreDir: dir,
+		LLMURL: *llmURL, LLMModel: *model, NATSURL: *natsURL, StoreDir: dir, LLMTimeout: *llmTimeout,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
@@ -157,6 +164,8 @@ func progress(w io.Writer, data []byte) {
 	_ = json.Unmarshal(e.Data(), &p)
 	name := strings.TrimPrefix(e.Type(), "dev.council.")
 	switch {
+	case e.Type() == events.TypeCritiqueRequested:
+		fmt.Fprintf(w, "  %-26s %s (attempt %d)\n", name, p.Key, p.Attempt)
 	case p.Proposal != nil:
 		fmt.Fprintf(w, "  %-26s %-24s %5d tokens %6dms\n", name, p.Proposal.AgentID, p.Proposal.Usage.Total, p.Proposal.DurationMS)
 	case p.Critique != nil:
@@ -201,3 +210,18 @@ func printResult(w io.Writer, c *events.Completed, took time.Duration) {
 }
 
 func jetstreamMsgID(id string) []jetstream.PublishOpt { return []jetstream.PublishOpt{jetstream.WithMsgID(id)} }
+
+// setMaxTokens sets constraints.max_tokens in the data of a request event.
+func setMaxTokens(e *event.Event, n int) error {
+	var data map[string]any
+	if err := json.Unmarshal(e.Data(), &data); err != nil {
+		return fmt.Errorf("data is not a JSON object: %w", err)
+	}
+	c, _ := data["constraints"].(map[string]any)
+	if c == nil {
+		c = map[string]any{}
+	}
+	c["max_tokens"] = n
+	data["constraints"] = c
+	return e.SetData(event.ApplicationJSON, data)
+}
