@@ -1,0 +1,32 @@
+package natsjs_test
+
+import (
+	"context"
+	"testing"
+
+	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/adapters/natsjs/natstest"
+	"council.dev/shared/council"
+	"council.dev/shared/counciltest"
+)
+
+// TestStoreContract runs the contract every council.Store passes (the
+// in-memory fake passes the same suite) against the JetStream KV store.
+func TestStoreContract(t *testing.T) {
+	counciltest.TestStore(t, func(t *testing.T) council.Store {
+		_, _, js := natstest.Start(t)
+		ctx := context.Background()
+		if err := natsjs.Setup(ctx, js, natsjs.DefaultTopology()); err != nil {
+			t.Fatal(err)
+		}
+		kv, err := js.KeyValue(ctx, natsjs.DefaultBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := natsjs.NewStore(kv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
