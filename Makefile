@@ -36,9 +36,9 @@ bench: ## Run the benchmarks
 	cd shared && go test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: lint
-lint: ## golangci-lint v2 over every module
+lint: ## golangci-lint v2 (one root config) over every module
 	@command -v golangci-lint >/dev/null || go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@latest
-	@set -e; for m in $(MODULES); do (cd $$m && golangci-lint run --config ../$$(echo $$m | sed 's|[^/]*|..|g' | sed 's|^\.\./||')/.golangci.yml ./...); done
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && golangci-lint run --config $(CURDIR)/.golangci.yml ./...); done
 
 .PHONY: llm-up
 llm-up: ## Install (first time: builds llama.cpp) and start the local LLM server with the generated tiny model

@@ -1,0 +1,382 @@
+// Package vllm is the council.Completer adapter for OpenAI-compatible chat
+// completion servers: vLLM in production, llama.cpp's server (through
+// llama-cpp-python, started by scripts/llm-server.sh) in tests and local runs.
+//
+// It speaks the OpenAI chat completions API through go-openai, streams when
+// asked to, asks for structured output with response_format json_schema,
+// retries transient failures with exponential backoff and full jitter, and
+// classifies every failure as council.ErrInvalid (permanent) or
+// council.ErrUnavailable (transient).
+//
+// llama-cpp-python's own server does not accept response_format json_schema
+// (it answers 500); scripts/llm-server.sh runs it behind a small shim
+// (scripts/llm_server.py) that translates it, so that tests exercise the
+// same request vLLM gets.
+package vllm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"council.dev/shared/council"
+)
+
+// Client calls an OpenAI-compatible chat completions endpoint. It is safe
+// for concurrent use.
+type Client struct {
+	api          *openai.Client
+	defaultModel string
+	allowed      []string
+	cfg          config
+}
+
+var _ council.Completer = (*Client)(nil)
+
+// New returns a Client for the server at baseURL, the API root that ends in
+// /v1 (for example http://127.0.0.1:8088/v1). defaultModel is used when a
+// request names no model. Options are validated here: a malformed URL, an
+// empty model or a bad option is an error.
+func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("vllm: new: base URL %q: want http(s)://host[:port]/path", baseURL)
+	}
+	if defaultModel == "" {
+		return nil, errors.New("vllm: new: empty default model")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if err := opt(&cfg); err != nil {
+			return nil, fmt.Errorf("vllm: new: %w", err)
+		}
+	}
+	allowed := append([]string{defaultModel}, cfg.allowed...)
+	slices.Sort(allowed)
+	allowed = slices.Compact(allowed)
+
+	oc := openai.DefaultConfig(cfg.apiKey)
+	oc.BaseURL = strings.TrimRight(baseURL, "/")
+	oc.HTTPClient = cfg.httpClient
+	return &Client{
+		api:          openai.NewClientWithConfig(oc),
+		defaultModel: defaultModel,
+		allowed:      allowed,
+		cfg:          cfg,
+	}, nil
+}
+
+// Complete runs one chat completion; see council.Completer for the errors it
+// returns.
+//
+// The model is req.Model, or the default model when that is empty; a model
+// outside the allowed list fails with ErrInvalid before any HTTP call.
+// go-openai omits zero values, so Temperature 0 lets the server pick its
+// default temperature (ask for a small positive one for near-greedy
+// sampling) and MaxTokens 0 lets it generate up to its context length.
+// req.Schema becomes response_format
+// {"type":"json_schema","json_schema":{name, schema, strict}}.
+// Reasoning is the message's reasoning_content (vLLM's reasoning parser,
+// DeepSeek); recent vLLM releases name that field "reasoning" instead, which
+// go-openai v1.43.0 does not decode, so Reasoning stays empty with them.
+//
+// With req.OnToken set the completion is streamed: OnToken receives every
+// piece of content as it arrives and Content is their concatenation. Usage
+// then comes from the stream's final usage chunk (stream_options
+// include_usage); a server that sends none (llama-cpp-python) gets
+// CompletionTokens counted as the number of content chunks (one per token,
+// or fewer when a character spans tokens) and PromptTokens 0. A stream that fails after
+// OnToken has seen part of it is not retried here, so that no text is
+// delivered twice; the error wraps ErrUnavailable for the caller to retry.
+//
+// Connection errors, timeouts, 5xx and 429 are retried with backoff; 4xx
+// answers other than 408 and 429 fail at once with ErrInvalid and the
+// server's message. A cancelled ctx stops retrying and returns an error that
+// wraps both ErrUnavailable and ctx.Err().
+func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (council.Completion, error) {
+	model := req.Model
+	if model == "" {
+		model = c.defaultModel
+	}
+	fail := func(err error) (council.Completion, error) {
+		return council.Completion{}, fmt.Errorf("vllm: complete: model %s: %w", model, err)
+	}
+	if _, ok := slices.BinarySearch(c.allowed, model); !ok {
+		return fail(council.Invalidf("model not allowed (allowed: %s)", strings.Join(c.allowed, ", ")))
+	}
+	oreq, err := buildRequest(model, req)
+	if err != nil {
+		return fail(err)
+	}
+
+	for attempt := 0; ; attempt++ {
+		var (
+			out       council.Completion
+			delivered bool
+		)
+		if req.OnToken != nil {
+			out, delivered, err = c.stream(ctx, oreq, req.OnToken)
+		} else {
+			out, err = c.complete(ctx, oreq)
+		}
+		if err == nil {
+			return out, nil
+		}
+		err = classify(err)
+		switch {
+		case errors.Is(err, council.ErrInvalid):
+			return fail(err)
+		case ctx.Err() != nil:
+			return fail(fmt.Errorf("%w: %w (last error: %v)", council.ErrUnavailable, ctx.Err(), err))
+		case delivered:
+			return fail(fmt.Errorf("%w: stream broke after its first token: %v", council.ErrUnavailable, err))
+		case attempt >= c.cfg.retries:
+			return fail(fmt.Errorf("%w: after %d attempts: %v", council.ErrUnavailable, attempt+1, err))
+		}
+		wait := c.backoff(attempt)
+		c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "llm call failed, retrying",
+			slog.String("model", model), slog.Int("attempt", attempt+1),
+			slog.Duration("backoff", wait), slog.String("error", err.Error()))
+		if serr := c.cfg.sleep(ctx, wait); serr != nil {
+			return fail(fmt.Errorf("%w: %w (last error: %v)", council.ErrUnavailable, serr, err))
+		}
+	}
+}
+
+// buildRequest maps a council request onto go-openai's.
+func buildRequest(model string, req council.CompletionRequest) (openai.ChatCompletionRequest, error) {
+	if len(req.Messages) == 0 {
+		return openai.ChatCompletionRequest{}, council.Invalidf("no messages")
+	}
+	if req.MaxTokens < 0 || req.Temperature < 0 {
+		return openai.ChatCompletionRequest{}, council.Invalidf("negative max tokens or temperature")
+	}
+	msgs := make([]openai.ChatCompletionMessage, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Content}
+	}
+	oreq := openai.ChatCompletionRequest{
+		Model:       model,
+		Messages:    msgs,
+		Temperature: float32(req.Temperature),
+		// max_tokens, not max_completion_tokens: vLLM reads both,
+		// llama-cpp-python only the former.
+		MaxTokens: req.MaxTokens, //nolint:staticcheck // see above
+	}
+	if req.Seed != nil {
+		seed := int(*req.Seed)
+		oreq.Seed = &seed
+	}
+	if s := req.Schema; s != nil {
+		if !json.Valid(s.Schema) {
+			return openai.ChatCompletionRequest{}, council.Invalidf("schema %q is not valid JSON", s.Name)
+		}
+		name := s.Name
+		if name == "" {
+			name = "response"
+		}
+		oreq.ResponseFormat = &openai.ChatCompletionResponseFormat{
+			Type: openai.ChatCompletionResponseFormatTypeJSONSchema,
+			JSONSchema: &openai.ChatCompletionResponseFormatJSONSchema{
+				Name:   name,
+				Schema: json.RawMessage(s.Schema),
+				Strict: s.Strict,
+			},
+		}
+	}
+	return oreq, nil
+}
+
+// complete runs one non-streamed attempt.
+func (c *Client) complete(ctx context.Context, oreq openai.ChatCompletionRequest) (council.Completion, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	resp, err := c.api.CreateChatCompletion(ctx, oreq)
+	if err != nil {
+		return council.Completion{}, err
+	}
+	if len(resp.Choices) == 0 {
+		return council.Completion{}, errEmpty
+	}
+	ch := resp.Choices[0]
+	return council.Completion{
+		Content:      ch.Message.Content,
+		Reasoning:    ch.Message.ReasoningContent,
+		Model:        resp.Model,
+		FinishReason: string(ch.FinishReason),
+		Usage: council.Usage{
+			PromptTokens:     resp.Usage.PromptTokens,
+			CompletionTokens: resp.Usage.CompletionTokens,
+			TotalTokens:      resp.Usage.TotalTokens,
+		},
+	}, nil
+}
+
+// stream runs one streamed attempt; delivered reports whether onToken has
+// been called.
+func (c *Client) stream(ctx context.Context, oreq openai.ChatCompletionRequest, onToken func(string)) (out council.Completion, delivered bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	oreq.Stream = true
+	oreq.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+	s, err := c.api.CreateChatCompletionStream(ctx, oreq)
+	if err != nil {
+		return out, false, err
+	}
+	defer s.Close()
+
+	var (
+		content, reasoning strings.Builder
+		chunks             int
+		usage              *openai.Usage
+	)
+	for {
+		resp, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return out, chunks > 0, err
+		}
+		if resp.Model != "" {
+			out.Model = resp.Model
+		}
+		if resp.Usage != nil {
+			usage = resp.Usage
+		}
+		for _, ch := range resp.Choices {
+			if ch.Index != 0 {
+				continue
+			}
+			reasoning.WriteString(ch.Delta.ReasoningContent)
+			if d := ch.Delta.Content; d != "" {
+				content.WriteString(d)
+				chunks++
+				onToken(d)
+			}
+			if ch.FinishReason != "" {
+				out.FinishReason = string(ch.FinishReason)
+			}
+		}
+	}
+	if out.FinishReason == "" {
+		// go-openai reports a connection closed mid-stream as a plain EOF.
+		return out, chunks > 0, errTruncated
+	}
+	out.Content = content.String()
+	out.Reasoning = reasoning.String()
+	if usage != nil {
+		out.Usage = council.Usage{
+			PromptTokens:     usage.PromptTokens,
+			CompletionTokens: usage.CompletionTokens,
+			TotalTokens:      usage.TotalTokens,
+		}
+	} else {
+		out.Usage = council.Usage{CompletionTokens: chunks, TotalTokens: chunks}
+	}
+	return out, chunks > 0, nil
+}
+
+// backoff returns the wait before retry number attempt (from 0).
+func (c *Client) backoff(attempt int) time.Duration {
+	limit := c.cfg.backoffMax
+	if attempt < 32 {
+		if d := c.cfg.backoffBase << attempt; d > 0 && d < limit {
+			limit = d
+		}
+	}
+	return c.cfg.jitter(limit)
+}
+
+var (
+	errEmpty     = errors.New("empty response")
+	errTruncated = errors.New("stream ended without a finish reason")
+)
+
+// classify turns an attempt's error into the error to report: one wrapping
+// council.ErrInvalid for an answer that retrying cannot change (4xx other
+// than 408 and 429), a plain description otherwise (transient).
+//
+// Transient are: HTTP 5xx, 408 and 429; connection errors and timeouts
+// (net.Error, the per-attempt deadline); a stream that broke off or carried
+// an error event; an empty or undecodable answer.
+func classify(err error) error {
+	var (
+		apiErr *openai.APIError
+		reqErr *openai.RequestError
+	)
+	switch {
+	case errors.As(err, &apiErr) && apiErr.HTTPStatusCode != 0:
+		return statusError(apiErr.HTTPStatusCode, apiErr.Message)
+	case errors.As(err, &reqErr) && reqErr.HTTPStatusCode != 0:
+		return statusError(reqErr.HTTPStatusCode, bodyMessage(reqErr.Body))
+	default:
+		// net.Error (refused, reset, timeout), context.DeadlineExceeded of
+		// the attempt, io.ErrUnexpectedEOF, errEmpty, errTruncated, a
+		// mid-stream error event, a malformed body: all worth a retry.
+		return err
+	}
+}
+
+func statusError(code int, msg string) error {
+	if permanentStatus(code) {
+		return fmt.Errorf("%w: status %d: %s", council.ErrInvalid, code, msg)
+	}
+	return fmt.Errorf("status %d: %s", code, msg)
+}
+
+// permanentStatus reports whether an HTTP status means the same request
+// will fail again (400 bad request, 401/403 auth, 404 unknown model or
+// path, 422 validation, ...).
+func permanentStatus(code int) bool {
+	return code >= 400 && code < 500 &&
+		code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
+}
+
+// bodyMessage extracts a readable message from an error body that is not
+// OpenAI's {"error":{...}} shape: vLLM's {"message":...}, FastAPI's
+// {"detail":...}, or raw text.
+func bodyMessage(body []byte) string {
+	var v struct {
+		Message string          `json:"message"`
+		Detail  json.RawMessage `json:"detail"`
+		Error   json.RawMessage `json:"error"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &v) == nil {
+		switch {
+		case v.Message != "":
+			msg = v.Message
+		case len(v.Detail) > 0:
+			msg = unquote(v.Detail)
+		case len(v.Error) > 0:
+			msg = unquote(v.Error)
+		}
+	}
+	const limit = 500
+	if len(msg) > limit {
+		msg = msg[:limit] + "…"
+	}
+	if msg == "" {
+		msg = "(empty body)"
+	}
+	return msg
+}
+
+func unquote(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}

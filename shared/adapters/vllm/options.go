@@ -1,0 +1,172 @@
+package vllm
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+)
+
+// Defaults used by New.
+const (
+	DefaultTimeout     = 120 * time.Second
+	DefaultRetries     = 3
+	DefaultBackoffBase = 500 * time.Millisecond
+	DefaultBackoffMax  = 10 * time.Second
+)
+
+// Option configures a Client.
+type Option func(*config) error
+
+type config struct {
+	allowed     []string
+	timeout     time.Duration
+	retries     int
+	backoffBase time.Duration
+	backoffMax  time.Duration
+	httpClient  *http.Client
+	apiKey      string
+	logger      *slog.Logger
+	jitter      func(limit time.Duration) time.Duration
+	sleep       func(ctx context.Context, d time.Duration) error
+}
+
+func defaultConfig() config {
+	return config{
+		timeout:     DefaultTimeout,
+		retries:     DefaultRetries,
+		backoffBase: DefaultBackoffBase,
+		backoffMax:  DefaultBackoffMax,
+		httpClient:  &http.Client{},
+		logger:      slog.New(slog.DiscardHandler),
+		jitter:      fullJitter,
+		sleep:       sleepCtx,
+	}
+}
+
+// WithAllowedModels sets the models a request may ask for. The default is
+// the default model alone. The default model is always allowed.
+func WithAllowedModels(models ...string) Option {
+	return func(c *config) error {
+		for _, m := range models {
+			if m == "" {
+				return errors.New("allowed models: empty model name")
+			}
+		}
+		c.allowed = append(c.allowed, models...)
+		return nil
+	}
+}
+
+// WithTimeout bounds one attempt of a call, streaming included (default 120s).
+func WithTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return errors.New("timeout must be positive")
+		}
+		c.timeout = d
+		return nil
+	}
+}
+
+// WithRetries sets how many times a call is retried after a transient
+// failure (connection error, timeout, 5xx, 429); 0 disables retries
+// (default 3, so at most 4 attempts).
+func WithRetries(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return errors.New("retries must not be negative")
+		}
+		c.retries = n
+		return nil
+	}
+}
+
+// WithBackoff sets the exponential backoff between attempts: before retry k
+// (from 0) the client sleeps a uniformly random time in [0, min(max, base·2^k)]
+// ("full jitter"). Defaults: base 500ms, max 10s.
+func WithBackoff(base, max time.Duration) Option {
+	return func(c *config) error {
+		if base <= 0 || max < base {
+			return errors.New("backoff: need 0 < base <= max")
+		}
+		c.backoffBase, c.backoffMax = base, max
+		return nil
+	}
+}
+
+// WithHTTPClient sets the HTTP client (default: a new http.Client; the
+// per-attempt timeout comes from WithTimeout, not from the client).
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *config) error {
+		if hc == nil {
+			return errors.New("http client is nil")
+		}
+		c.httpClient = hc
+		return nil
+	}
+}
+
+// WithAPIKey sends key as a bearer token (vLLM --api-key). Empty sends none.
+func WithAPIKey(key string) Option {
+	return func(c *config) error {
+		c.apiKey = key
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: discard). Retries are logged at warn
+// level; prompts and completions are never logged above debug.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("logger is nil")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithJitter replaces the random draw of the backoff: jitter(limit) must
+// return a duration in [0, limit]. Tests use it to make backoff deterministic.
+func WithJitter(jitter func(limit time.Duration) time.Duration) Option {
+	return func(c *config) error {
+		if jitter == nil {
+			return errors.New("jitter is nil")
+		}
+		c.jitter = jitter
+		return nil
+	}
+}
+
+// WithSleep replaces the wait between attempts; sleep must return ctx.Err()
+// when ctx ends first. Tests use it to record backoffs without waiting.
+func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
+	return func(c *config) error {
+		if sleep == nil {
+			return errors.New("sleep is nil")
+		}
+		c.sleep = sleep
+		return nil
+	}
+}
+
+func fullJitter(limit time.Duration) time.Duration {
+	if limit <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(limit) + 1))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
