@@ -271,7 +271,8 @@ func (d *Deliberation) RecordProposal(key string, p Proposal, now time.Time) (bo
 		return false, err
 	}
 	if strings.TrimSpace(p.Content) == "" {
-		return d.recordFailure(w, w.Attempt, "empty proposal", true, now), nil
+		d.recordFailure(w, w.Attempt, "empty proposal", true, now)
+		return true, nil
 	}
 	w.State = WorkDone
 	p.Stage = w.Stage
@@ -290,7 +291,8 @@ func (d *Deliberation) RecordCritique(key string, c Critique, now time.Time) (bo
 		return false, err
 	}
 	if err := c.validate(d.Task.Constraints.Rubric); err != nil {
-		return d.recordFailure(w, w.Attempt, err.Error(), true, now), nil
+		d.recordFailure(w, w.Attempt, err.Error(), true, now)
+		return true, nil
 	}
 	w.State = WorkDone
 	c.Stage, c.AuthorID = w.Stage, w.AuthorID
@@ -314,10 +316,11 @@ func (d *Deliberation) RecordFailure(key string, attempt int, reason string, ret
 	if w.State != WorkPending || attempt != w.Attempt {
 		return false, nil
 	}
-	return d.recordFailure(w, attempt, reason, retryable, now), nil
+	d.recordFailure(w, attempt, reason, retryable, now)
+	return true, nil
 }
 
-func (d *Deliberation) recordFailure(w *Work, attempt int, reason string, retryable bool, now time.Time) bool {
+func (d *Deliberation) recordFailure(w *Work, attempt int, reason string, retryable bool, now time.Time) {
 	w.LastError = reason
 	if retryable && attempt <= d.Task.Constraints.MaxRetries {
 		w.Attempt = attempt + 1
@@ -325,7 +328,7 @@ func (d *Deliberation) recordFailure(w *Work, attempt int, reason string, retrya
 		if !slices.Contains(d.Outbox, w.Key) {
 			d.Outbox = append(d.Outbox, w.Key)
 		}
-		return true
+		return
 	}
 	w.State = WorkFailed
 	if !d.Failed(w.AgentID) {
@@ -335,7 +338,6 @@ func (d *Deliberation) recordFailure(w *Work, attempt int, reason string, retrya
 		})
 	}
 	d.advance(now)
-	return true
 }
 
 // acceptResult returns the pending work a result answers, nil when the
@@ -517,9 +519,7 @@ func (d *Deliberation) complete(now time.Time) {
 	for _, a := range d.survivors(final) {
 		p := d.Proposals[ProposalKey(final, a.ID)]
 		rk := Ranked{Proposal: p, Scores: map[string]float64{}}
-		for _, c := range d.critiquesOf(final, a.ID) {
-			rk.Critiques = append(rk.Critiques, c)
-		}
+		rk.Critiques = d.critiquesOf(final, a.ID)
 		if n := len(rk.Critiques); n > 0 {
 			rk.Scored = true
 			for _, c := range rk.Critiques {

@@ -198,7 +198,7 @@ func ParseCritique(content string, rubric []string) (Critique, error) {
 	dec := json.NewDecoder(strings.NewReader(strings.TrimSpace(content)))
 	dec.UseNumber()
 	if err := dec.Decode(&out); err != nil {
-		return Critique{}, fmt.Errorf("%w: critique is not valid JSON: %v", ErrBadOutput, err)
+		return Critique{}, fmt.Errorf("%w: critique is not valid JSON: %w", ErrBadOutput, err)
 	}
 	norm := func(name string, n json.Number) (float64, error) {
 		v, err := n.Float64()
@@ -273,7 +273,7 @@ func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken fun
 			err = errors.New("got null") // null unmarshals into a map without error
 		}
 		if err != nil {
-			return Proposal{}, fmt.Errorf("generate %s: %w: structured output is not a JSON object: %v", r.Key, ErrBadOutput, err)
+			return Proposal{}, fmt.Errorf("generate %s: %w: structured output is not a JSON object: %w", r.Key, ErrBadOutput, err)
 		}
 	}
 	if strings.TrimSpace(c.Content) == "" {
