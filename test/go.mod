@@ -5,14 +5,15 @@ go 1.26.0
 require (
 	council.dev/cli v0.0.0
 	council.dev/events v0.0.0
+	council.dev/functions/execute v0.0.0
 	council.dev/shared v0.0.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2
+	github.com/google/go-cmp v0.7.0
 	github.com/nats-io/nats.go v1.55.0
 )
 
 require (
 	council.dev/functions/critique v0.0.0 // indirect
-	council.dev/functions/execute v0.0.0 // indirect
 	council.dev/functions/generate v0.0.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/google/go-tpm v0.9.8 // indirect

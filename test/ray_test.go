@@ -139,9 +139,16 @@ func TestRayBackendEndToEnd(t *testing.T) {
 	if !strings.Contains(logs, "council-agent: deliberation "+id+" completed: winner ") {
 		t.Errorf("the job's last log line does not report the outcome:\n%s", tail(logs, 5))
 	}
-	t.Logf("ray backend, 3 agents, 1 round: completed event after %s (deliberation duration_ms %d, %d tokens); "+
-		"ray job %s ran %s (Ray start→end)", wall.Round(time.Millisecond), c.DurationMS, c.Usage.TotalTokens,
-		sid, info.EndTime.Sub(info.StartTime).Round(time.Millisecond))
+	d, _, err := s.Store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := func(a, b time.Time) time.Duration { return b.Sub(a).Round(time.Millisecond) }
+	t.Logf("ray backend, 3 agents, 1 round: completed event %s after sending (deliberation %s, %d tokens); "+
+		"accepted→submitted %s, submitted→job SUCCEEDED %s (Ray start→end %s), job end→completed recorded %s",
+		wall.Round(time.Millisecond), ms(d.StartedAt, d.FinishedAt), c.Usage.TotalTokens,
+		ms(d.StartedAt, d.Job.SubmittedAt), ms(d.Job.SubmittedAt, info.EndTime), ms(info.StartTime, info.EndTime),
+		ms(info.EndTime, d.FinishedAt))
 
 	h := s.Execute().QueryHandler()
 	var q execute.Deliberation
@@ -326,6 +333,7 @@ func TestRestartKeepsStatusStatsAndJobs(t *testing.T) {
 		if code := get(t, second.QueryHandler(), "/deliberations/"+id, &q); code != 200 || q.Backend != backend {
 			t.Errorf("GET /deliberations/%s after the restart: %d %+v", id, code, q)
 		}
+		t.Logf("right after the restart, the %s deliberation is %s (%d ms in)", backend, q.Status, q.DurationMS)
 	}
 
 	for _, id := range ids {
@@ -338,16 +346,30 @@ func TestRestartKeepsStatusStatsAndJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want *execute.Stats
-	for i, h := range []http.Handler{second.QueryHandler(), third.QueryHandler(), second.QueryHandler()} {
+	for i, q := range []struct {
+		h      http.Handler
+		checks []string
+	}{
+		{second.QueryHandler(), []string{"nats", "llm", "ray"}},
+		{third.QueryHandler(), []string{"nats"}}, // built bare: no LLM, no Ray
+		{second.QueryHandler(), []string{"nats", "llm", "ray"}},
+	} {
 		var st execute.ServiceStatus
-		code := get(t, h, "/status", &st)
+		code := get(t, q.h, "/status", &st)
 		if code != 200 || st.Status != "healthy" {
 			t.Errorf("GET /status #%d: %d %+v", i+1, code, st)
 		}
-		for _, name := range []string{"nats", "llm", "ray"} {
-			if !st.Checks[name].OK {
-				t.Errorf("check %s: %+v", name, st.Checks[name])
+		var names []string
+		for name, c := range st.Checks {
+			names = append(names, name)
+			if !c.OK {
+				t.Errorf("check %s: %+v", name, c)
 			}
+		}
+		slices.Sort(names)
+		slices.Sort(q.checks)
+		if !slices.Equal(names, q.checks) {
+			t.Errorf("GET /status #%d checks %v, want %v", i+1, names, q.checks)
 		}
 		if st.Stats == nil {
 			t.Fatal("no stats")

@@ -8,7 +8,18 @@
 // the events it implies, is stored first; then the events are sent (with
 // deterministic ids, so a re-send is a duplicate the broker drops); then the
 // keys are removed from the stored outbox. A crash at any point leaves the
-// events in the outbox, and the next event or sweep sends them.
+// events in the outbox, and the next event or sweep sends them. Outbox is
+// that pattern, shared with the Ray job.
+//
+// A request with backend ray (with WithJobRunner) is run by a Ray job,
+// council-agent, which runs the same engine in-process and records its
+// outcome in the same state through the same Outbox; execute submits the
+// job, follows it on every sweep (state, retries, timeout) and fails the
+// deliberation when the job cannot deliver.
+//
+// The function also answers queries over HTTP (Routes, openapi.yaml): a
+// deliberation's status, the service status with statistics, and the
+// running deliberations. They read the durable state, never process memory.
 package execute
 
 import (
@@ -16,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -42,11 +52,16 @@ type lister interface {
 type Function struct {
 	store       council.Store
 	emitter     council.Emitter
+	outbox      *Outbox
 	source      string
 	now         func() time.Time
 	log         *slog.Logger
 	resendAfter time.Duration
-	maxCAS      int
+	started     time.Time
+	// jobs runs backend ray deliberations; nil when not configured.
+	jobs   council.JobRunner
+	job    JobTemplate
+	checks []check
 }
 
 // Option configures a Function.
@@ -72,11 +87,19 @@ func New(store council.Store, emitter council.Emitter, opts ...Option) (*Functio
 	}
 	f := &Function{
 		store: store, emitter: emitter, source: "council.dev/execute", now: time.Now,
-		log: slog.New(slog.DiscardHandler), resendAfter: 10 * time.Minute, maxCAS: 20,
+		log: slog.New(slog.DiscardHandler), resendAfter: 10 * time.Minute,
 	}
 	for _, o := range opts {
 		o(f)
 	}
+	if f.jobs != nil {
+		f.job = f.job.withDefaults()
+	}
+	var err error
+	if f.outbox, err = NewOutbox(store, emitter, f.source, f.now, f.log); err != nil {
+		return nil, err
+	}
+	f.started = f.now()
 	return f, nil
 }
 
@@ -124,7 +147,7 @@ func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, er
 	if err != nil {
 		return nil, err
 	}
-	if task.Backend == council.BackendRay {
+	if task.Backend == council.BackendRay && f.jobs == nil {
 		return nil, council.Invalidf("backend ray is not configured on this execute function")
 	}
 	id := council.DeliberationID(e.Source(), e.ID())
@@ -141,115 +164,31 @@ func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, er
 	if err != nil {
 		return nil, fmt.Errorf("execute: store deliberation %s: %w", id, err)
 	}
-	if err := f.flush(ctx, d, rev); err != nil {
+	if err := f.outbox.Flush(ctx, d, rev); err != nil {
 		return nil, err
+	}
+	if task.Backend == council.BackendRay {
+		// Submit the job (once: the submission id is deterministic, so a
+		// retried request finds the job it started).
+		if d, err = f.ensureJob(ctx, d); err != nil {
+			return nil, err
+		}
 	}
 	f.log.Info("deliberation accepted", "deliberation", id, "task_id", task.ID, "kind", task.Kind, "agents", len(task.Agents))
 	reply := events.ToEvent(events.NewAccepted(f.source, d, f.now()))
 	return &reply, nil
 }
 
-// apply runs change on the current state of deliberation id with
-// compare-and-set, retrying on conflicts, then flushes the outbox.
+// apply runs change on the current state of deliberation id through the
+// outbox (compare-and-set, then send).
 func (f *Function) apply(ctx context.Context, id string, change func(*council.Deliberation) (bool, error)) error {
-	for range f.maxCAS {
-		d, rev, err := f.store.Get(ctx, id)
-		if errors.Is(err, council.ErrNotFound) {
-			return fmt.Errorf("execute: deliberation %s: %w", id, err)
-		}
-		if err != nil {
-			return fmt.Errorf("execute: load deliberation %s: %w", id, err)
-		}
-		changed, err := change(d)
-		if err != nil {
-			return err
-		}
-		if changed {
-			rev, err = f.store.Update(ctx, d, rev)
-			if errors.Is(err, council.ErrConflict) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("execute: store deliberation %s: %w", id, err)
-			}
-			if d.Status.Terminal() {
-				f.log.Info("deliberation "+string(d.Status), "deliberation", id, "task_id", d.Task.ID, "reason", d.Reason)
-			}
-		}
-		return f.flush(ctx, d, rev)
-	}
-	return council.Unavailablef("execute: deliberation %s: too many concurrent updates", id)
-}
-
-type sent struct {
-	key     string
-	attempt int
-}
-
-// flush sends what the outbox of d (stored at rev) names and removes the
-// sent keys from the stored outbox.
-func (f *Function) flush(ctx context.Context, d *council.Deliberation, rev uint64) error {
-	if len(d.Outbox) == 0 {
-		return nil
-	}
-	var done []sent
-	for _, key := range d.Outbox {
-		env, attempt, err := f.envelope(d, key)
-		if err != nil {
-			return err
-		}
-		if err := f.emitter.Emit(ctx, env); err != nil {
-			return fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err)
-		}
-		done = append(done, sent{key, attempt})
-	}
-	for range f.maxCAS {
-		changed := false
-		for _, s := range done {
-			if w := d.Work[s.key]; w != nil && w.Attempt != s.attempt {
-				continue // asked again since: that attempt is still owed
-			}
-			changed = d.Acknowledge(s.key) || changed
-		}
-		if !changed {
-			return nil
-		}
-		_, err := f.store.Update(ctx, d, rev)
-		if !errors.Is(err, council.ErrConflict) {
-			if err != nil {
-				// The events are out; the keys stay in the outbox and are
-				// sent again (as duplicates) later. Nothing is lost.
-				f.log.Warn("outbox not cleared", "deliberation", d.ID, "error", err)
-			}
-			return nil
-		}
-		if d, rev, err = f.store.Get(ctx, d.ID); err != nil {
-			return nil
-		}
-	}
-	return nil
-}
-
-// envelope encodes the event that outbox key of d stands for.
-func (f *Function) envelope(d *council.Deliberation, key string) (council.Envelope, int, error) {
-	now := f.now()
-	switch {
-	case key == council.OutboxCompleted:
-		return events.NewCompleted(f.source, d, now), 0, nil
-	case key == council.OutboxFailed:
-		return events.NewFailed(f.source, d, now), 0, nil
-	case strings.HasPrefix(key, "p."):
-		r, err := d.ProposalRequest(key)
-		return events.NewProposalRequested(f.source, r, now), r.Attempt, err
-	case strings.HasPrefix(key, "c."):
-		r, err := d.CritiqueRequest(key)
-		return events.NewCritiqueRequested(f.source, r, now), r.Attempt, err
-	}
-	return council.Envelope{}, 0, fmt.Errorf("execute: deliberation %s: unknown outbox key %q", d.ID, key)
+	_, err := f.outbox.Apply(ctx, id, change)
+	return err
 }
 
 // Sweep checks every running deliberation: deadlines (timeout_seconds),
-// requests unanswered for too long (sent again), and outboxes left by a crash.
+// requests unanswered for too long (sent again), outboxes left by a crash,
+// and the Ray jobs of backend ray (see sweepJob).
 func (f *Function) Sweep(ctx context.Context) error {
 	l, ok := f.store.(lister)
 	if !ok {
@@ -261,7 +200,21 @@ func (f *Function) Sweep(ctx context.Context) error {
 	}
 	var errs []error
 	for _, d := range all {
+		if d.Task.Backend == council.BackendRay && f.jobs != nil {
+			var err error
+			if d.Status.Terminal() {
+				err = f.settleJob(ctx, d)
+			} else {
+				err = f.sweepJob(ctx, d)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if d.Status.Terminal() && len(d.Outbox) == 0 {
+			continue
+		}
+		if d.Task.Backend == council.BackendRay && f.jobs != nil && !d.Status.Terminal() {
 			continue
 		}
 		err := f.apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {

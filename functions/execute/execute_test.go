@@ -247,4 +247,3 @@ func TestSweepFailsOverdueDeliberations(t *testing.T) {
 		t.Errorf("reason %q does not mention the timeout", failed.Reason)
 	}
 }
-

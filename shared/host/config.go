@@ -56,6 +56,11 @@ type Config struct {
 	// RayAddress is the Ray dashboard URL (COUNCIL_RAY_ADDRESS); empty when
 	// unset.
 	RayAddress string
+	// RayAgentDir is the working directory of the council-agent Ray job
+	// (COUNCIL_RAY_AGENT_DIR): a local directory holding the council-agent
+	// binary, uploaded to the cluster, or a URI the cluster fetches; empty
+	// when unset.
+	RayAgentDir string
 	// LogLevel is the slog level name (COUNCIL_LOG_LEVEL).
 	LogLevel string
 }
@@ -95,16 +100,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	c := Config{
-		Port:       DefaultPort,
-		Transport:  TransportHTTP,
-		NATSURL:    DefaultNATSURL,
-		LLMURL:     DefaultLLMURL,
-		LLMModel:   DefaultLLMModel,
-		LLMTimeout: DefaultLLMTimeout,
-		LLMRetries: DefaultLLMRetries,
-		LLMAPIKey:  get("COUNCIL_LLM_API_KEY"),
-		Source:     get("COUNCIL_SOURCE"),
-		LogLevel:   DefaultLogLevel,
+		Port:        DefaultPort,
+		Transport:   TransportHTTP,
+		NATSURL:     DefaultNATSURL,
+		LLMURL:      DefaultLLMURL,
+		LLMModel:    DefaultLLMModel,
+		LLMTimeout:  DefaultLLMTimeout,
+		LLMRetries:  DefaultLLMRetries,
+		LLMAPIKey:   get("COUNCIL_LLM_API_KEY"),
+		Source:      get("COUNCIL_SOURCE"),
+		RayAgentDir: get("COUNCIL_RAY_AGENT_DIR"),
+		LogLevel:    DefaultLogLevel,
 	}
 
 	if v := get("PORT"); v != "" {
@@ -216,4 +222,25 @@ func NewLogger(level string, w io.Writer) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// JobEnv returns the variables a job started on another machine (the
+// council-agent Ray job) needs to reach the same NATS and LLM server and log
+// at the same level: COUNCIL_NATS_URL, COUNCIL_LOG_LEVEL and the
+// COUNCIL_LLM_* variables. COUNCIL_LLM_API_KEY is included only when set;
+// note that Ray shows a job's environment on its dashboard.
+func (c Config) JobEnv() map[string]string {
+	env := map[string]string{
+		"COUNCIL_NATS_URL":    c.NATSURL,
+		"COUNCIL_LLM_URL":     c.LLMURL,
+		"COUNCIL_LLM_MODEL":   c.LLMModel,
+		"COUNCIL_LLM_MODELS":  strings.Join(c.LLMModels, ","),
+		"COUNCIL_LLM_TIMEOUT": c.LLMTimeout.String(),
+		"COUNCIL_LLM_RETRIES": strconv.Itoa(c.LLMRetries),
+		"COUNCIL_LOG_LEVEL":   c.LogLevel,
+	}
+	if c.LLMAPIKey != "" {
+		env["COUNCIL_LLM_API_KEY"] = c.LLMAPIKey
+	}
+	return env
 }

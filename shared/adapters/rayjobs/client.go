@@ -33,6 +33,7 @@ type Client struct {
 	resources  map[string]float64
 	runtimeEnv map[string]any
 	baseEnv    map[string]string
+	packages   packageCache
 }
 
 var _ council.JobRunner = (*Client)(nil)

@@ -57,7 +57,7 @@ func TestUnitPingUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	_ = l.Close()
 	c, err := vllm.New("http://"+addr+"/v1", "m")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,159 @@
+package execute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"council.dev/events"
+	"council.dev/shared/council"
+)
+
+// Outbox applies changes to stored deliberations with compare-and-set and
+// sends the events the changes imply: the stored state first, then the
+// events (with deterministic ids, so a re-send is a duplicate the broker
+// drops), then the sent keys are removed from the stored outbox. The execute
+// function and the Ray job (council-agent) record through the same Outbox,
+// so both backends emit the same deliberation.completed and
+// deliberation.failed events. It is safe for concurrent use.
+type Outbox struct {
+	store   council.Store
+	emitter council.Emitter
+	source  string
+	now     func() time.Time
+	log     *slog.Logger
+	maxCAS  int
+}
+
+// NewOutbox returns an Outbox over store that sends with emitter, as
+// source. A nil now means time.Now; a nil log discards.
+func NewOutbox(store council.Store, emitter council.Emitter, source string, now func() time.Time, log *slog.Logger) (*Outbox, error) {
+	if store == nil || emitter == nil {
+		return nil, errors.New("execute: outbox: a Store and an Emitter are required")
+	}
+	if source == "" {
+		return nil, errors.New("execute: outbox: a source is required")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Outbox{store: store, emitter: emitter, source: source, now: now, log: log, maxCAS: 20}, nil
+}
+
+// Apply runs change on the current state of deliberation id and, when
+// change reports a change, stores it with compare-and-set, running change
+// again on the new state after a lost compare-and-set. It then flushes the
+// outbox and returns the deliberation as stored. change must be idempotent
+// and must not block. Errors: change's own error, one wrapping
+// council.ErrNotFound for an unknown id, and one wrapping
+// council.ErrUnavailable when the store or the emitter failed or too many
+// writers raced.
+func (o *Outbox) Apply(ctx context.Context, id string, change func(*council.Deliberation) (bool, error)) (*council.Deliberation, error) {
+	for range o.maxCAS {
+		d, rev, err := o.store.Get(ctx, id)
+		if errors.Is(err, council.ErrNotFound) {
+			return nil, fmt.Errorf("execute: deliberation %s: %w", id, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("execute: load deliberation %s: %w", id, err)
+		}
+		changed, err := change(d)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			rev, err = o.store.Update(ctx, d, rev)
+			if errors.Is(err, council.ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("execute: store deliberation %s: %w", id, err)
+			}
+			if d.Status.Terminal() {
+				o.log.Info("deliberation "+string(d.Status), "deliberation", id, "task_id", d.Task.ID,
+					"backend", d.Task.Backend, "reason", d.Reason)
+			}
+		}
+		return d, o.Flush(ctx, d, rev)
+	}
+	return nil, council.Unavailablef("execute: deliberation %s: too many concurrent updates", id)
+}
+
+type sent struct {
+	key     string
+	attempt int
+}
+
+// Flush sends what the outbox of d (stored at rev) names and removes the
+// sent keys from the stored outbox. It returns an error wrapping
+// council.ErrUnavailable when an event could not be sent; the unsent keys
+// stay in the stored outbox for the next Flush. Failing to clear the stored
+// outbox is not an error: the events are out, and a later Flush sends them
+// again as duplicates.
+func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64) error {
+	if len(d.Outbox) == 0 {
+		return nil
+	}
+	var done []sent
+	for _, key := range d.Outbox {
+		env, attempt, err := o.envelope(d, key)
+		if err != nil {
+			return err
+		}
+		if err := o.emitter.Emit(ctx, env); err != nil {
+			return fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err)
+		}
+		done = append(done, sent{key, attempt})
+	}
+	for range o.maxCAS {
+		changed := false
+		for _, s := range done {
+			if w := d.Work[s.key]; w != nil && w.Attempt != s.attempt {
+				continue // asked again since: that attempt is still owed
+			}
+			changed = d.Acknowledge(s.key) || changed
+		}
+		if !changed {
+			return nil
+		}
+		_, err := o.store.Update(ctx, d, rev)
+		if !errors.Is(err, council.ErrConflict) {
+			if err != nil {
+				// The events are out; the keys stay in the outbox and are
+				// sent again (as duplicates) later. Nothing is lost.
+				o.log.Warn("outbox not cleared", "deliberation", d.ID, "error", err)
+			}
+			return nil
+		}
+		id := d.ID
+		if d, rev, err = o.store.Get(ctx, id); err != nil {
+			o.log.Warn("outbox not cleared", "deliberation", id, "error", err)
+			return nil //nolint:nilerr // the events are out; the keys are sent again later
+		}
+	}
+	return nil
+}
+
+// envelope encodes the event that outbox key of d stands for.
+func (o *Outbox) envelope(d *council.Deliberation, key string) (council.Envelope, int, error) {
+	now := o.now()
+	switch {
+	case key == council.OutboxCompleted:
+		return events.NewCompleted(o.source, d, now), 0, nil
+	case key == council.OutboxFailed:
+		return events.NewFailed(o.source, d, now), 0, nil
+	case strings.HasPrefix(key, "p."):
+		r, err := d.ProposalRequest(key)
+		return events.NewProposalRequested(o.source, r, now), r.Attempt, err
+	case strings.HasPrefix(key, "c."):
+		r, err := d.CritiqueRequest(key)
+		return events.NewCritiqueRequested(o.source, r, now), r.Attempt, err
+	}
+	return council.Envelope{}, 0, fmt.Errorf("execute: deliberation %s: unknown outbox key %q", d.ID, key)
+}
