@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -60,7 +59,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Config{
@@ -77,7 +76,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 
 	// A fresh event id per run: the deliberation id derives from source + id.
 	ev.SetID(fmt.Sprintf("dev-%d", time.Now().UnixNano()))
@@ -108,33 +107,6 @@ func envOr(getenv func(string) string, key, def string) string {
 		return v
 	}
 	return def
-}
-
-func loadFixture(path string) (event.Event, error) {
-	if _, err := fs.Stat(events.Fixtures(), path); err == nil {
-		return events.LoadFixture(path)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return event.Event{}, fmt.Errorf("fixture %s: not in the events fixtures and not a readable file: %w", path, err)
-	}
-	var e event.Event
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return event.Event{}, fmt.Errorf("fixture %s: not a structured CloudEvent: %w", path, err)
-	}
-	return e, nil
-}
-
-func listFixtures(stdout io.Writer) error {
-	return fs.WalkDir(events.Fixtures(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && strings.HasSuffix(path, ".json") {
-			fmt.Fprintln(stdout, path)
-		}
-		return nil
-	})
 }
 
 // progress prints one line per council event seen on the broker.
@@ -209,7 +181,9 @@ func printResult(w io.Writer, c *events.Completed, took time.Duration) {
 	}
 }
 
-func jetstreamMsgID(id string) []jetstream.PublishOpt { return []jetstream.PublishOpt{jetstream.WithMsgID(id)} }
+func jetstreamMsgID(id string) []jetstream.PublishOpt {
+	return []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+}
 
 // setMaxTokens sets constraints.max_tokens in the data of a request event.
 func setMaxTokens(e *event.Event, n int) error {
