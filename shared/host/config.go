@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 )
 
@@ -61,6 +62,11 @@ type Config struct {
 	// binary, uploaded to the cluster, or a URI the cluster fetches; empty
 	// when unset.
 	RayAgentDir string
+	// NATS names the streams and bucket and sets their replicas
+	// (COUNCIL_NATS_BUCKET, COUNCIL_NATS_TOKENS_STREAM,
+	// COUNCIL_NATS_TOKENS_SUBJECTS, COUNCIL_NATS_TOKENS_MAX_AGE,
+	// COUNCIL_NATS_REPLICAS); unset variables keep natsjs.DefaultTopology.
+	NATS natsjs.Topology
 	// LogLevel is the slog level name (COUNCIL_LOG_LEVEL).
 	LogLevel string
 }
@@ -111,6 +117,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		Source:      get("COUNCIL_SOURCE"),
 		RayAgentDir: get("COUNCIL_RAY_AGENT_DIR"),
 		LogLevel:    DefaultLogLevel,
+		NATS:        natsjs.DefaultTopology(),
 	}
 
 	if v := get("PORT"); v != "" {
@@ -149,6 +156,36 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			continue
 		}
 		*u.dst = v
+	}
+	if v := get("COUNCIL_NATS_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			bad("COUNCIL_NATS_REPLICAS", v, "want 1 to 5")
+		} else {
+			c.NATS.Replicas = n
+		}
+	}
+	if v := get("COUNCIL_NATS_BUCKET"); v != "" {
+		c.NATS.Bucket = v
+	}
+	if v := get("COUNCIL_NATS_TOKENS_STREAM"); v != "" {
+		c.NATS.TokensStream = v
+	}
+	if v := get("COUNCIL_NATS_TOKENS_SUBJECTS"); v != "" {
+		prefix, ok := strings.CutSuffix(v, ".>")
+		if !ok || prefix == "" || strings.ContainsAny(prefix, "*> ") {
+			bad("COUNCIL_NATS_TOKENS_SUBJECTS", v, `want "<prefix>.>", e.g. "council.stream.>"`)
+		} else {
+			c.NATS.TokensSubjectPrefix = prefix
+		}
+	}
+	if v := get("COUNCIL_NATS_TOKENS_MAX_AGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad("COUNCIL_NATS_TOKENS_MAX_AGE", v, "want a positive duration such as 1h")
+		} else {
+			c.NATS.TokensMaxAge = d
+		}
 	}
 	if v := get("COUNCIL_LLM_MODEL"); v != "" {
 		c.LLMModel = v

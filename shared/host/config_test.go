@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 	"council.dev/shared/host"
 )
@@ -34,6 +35,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LLMTimeout: 120 * time.Second,
 		LLMRetries: 3,
 		LogLevel:   "info",
+		NATS:       natsjs.DefaultTopology(),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -79,6 +81,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		RayAddress:  "http://127.0.0.1:8265",
 		RayAgentDir: "gcs://_ray_pkg_council_agent.zip",
 		LogLevel:    "debug",
+		NATS:        natsjs.DefaultTopology(),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -181,5 +184,31 @@ func TestNewLogger(t *testing.T) {
 				t.Errorf("logged messages (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestLoadConfigNATSTopology(t *testing.T) {
+	env := map[string]string{
+		"COUNCIL_NATS_REPLICAS": "3", "COUNCIL_NATS_BUCKET": "b", "COUNCIL_NATS_TOKENS_STREAM": "T",
+		"COUNCIL_NATS_TOKENS_SUBJECTS": "tok.>", "COUNCIL_NATS_TOKENS_MAX_AGE": "2h",
+	}
+	c, err := host.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := natsjs.DefaultTopology()
+	want.Replicas, want.Bucket, want.TokensStream, want.TokensSubjectPrefix, want.TokensMaxAge = 3, "b", "T", "tok", 2*time.Hour
+	if diff := cmp.Diff(want, c.NATS); diff != "" {
+		t.Errorf("topology (-want +got):\n%s", diff)
+	}
+	for k, v := range map[string]string{"COUNCIL_NATS_REPLICAS": "0", "COUNCIL_NATS_TOKENS_SUBJECTS": "tok", "COUNCIL_NATS_TOKENS_MAX_AGE": "soon"} {
+		if _, err := host.LoadConfig(func(name string) string {
+			if name == k {
+				return v
+			}
+			return ""
+		}); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%q: err %v, want one naming the variable", k, v, err)
+		}
 	}
 }

@@ -29,7 +29,7 @@ func ConnectNATS(ctx context.Context, cfg Config, name string) (*nats.Conn, jets
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := natsjs.Setup(sctx, js, natsjs.DefaultTopology()); err != nil {
+	if err := natsjs.Setup(sctx, js, cfg.NATS); err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("host: set up streams: %w", err)
 	}
@@ -61,7 +61,7 @@ func Serve(ctx context.Context, cfg Config, name string, types []string, h Handl
 		if js == nil {
 			return errors.New("host: transport jetstream needs a NATS connection")
 		}
-		c, err := natsjs.NewConsumer(js, name, types, natsjs.Handler(h), natsjs.WithLogger(log))
+		c, err := natsjs.NewConsumer(js, name, types, natsjs.Handler(h), natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 		if err != nil {
 			return err
 		}

@@ -73,19 +73,19 @@ func run() int {
 		return fail(exitFailed, "nats", err)
 	}
 	defer nc.Close()
-	kv, err := js.KeyValue(ctx, natsjs.DefaultTopology().Bucket)
+	kv, err := js.KeyValue(ctx, cfg.NATS.Bucket)
 	if err != nil {
 		return fail(exitFailed, "kv bucket", err)
 	}
-	store, err := natsjs.NewStore(kv, natsjs.WithLogger(log))
+	store, err := natsjs.NewStore(kv, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	if err != nil {
 		return fail(exitFailed, "store", err)
 	}
-	publisher, err := natsjs.NewPublisher(js, natsjs.WithLogger(log))
+	publisher, err := natsjs.NewPublisher(js, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	if err != nil {
 		return fail(exitFailed, "publisher", err)
 	}
-	tokens, err := natsjs.NewTokenPublisher(nc)
+	tokens, err := natsjs.NewTokenPublisher(nc, natsjs.WithTopology(cfg.NATS))
 	if err != nil {
 		return fail(exitFailed, "token publisher", err)
 	}

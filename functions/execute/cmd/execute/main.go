@@ -38,12 +38,12 @@ func run() int {
 		return 1
 	}
 	defer nc.Close()
-	kv, err := js.KeyValue(ctx, natsjs.DefaultTopology().Bucket)
+	kv, err := js.KeyValue(ctx, cfg.NATS.Bucket)
 	if err != nil {
 		log.Error("kv bucket", "error", err)
 		return 1
 	}
-	store, err := natsjs.NewStore(kv, natsjs.WithLogger(log))
+	store, err := natsjs.NewStore(kv, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	if err != nil {
 		log.Error("store", "error", err)
 		return 2
@@ -52,7 +52,7 @@ func run() int {
 	if cfg.Sink != "" {
 		emitter, err = host.NewSinkEmitter(cfg.Sink)
 	} else {
-		emitter, err = natsjs.NewPublisher(js, natsjs.WithLogger(log))
+		emitter, err = natsjs.NewPublisher(js, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	}
 	if err != nil {
 		log.Error("emitter", "error", err)

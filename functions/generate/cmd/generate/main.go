@@ -33,7 +33,7 @@ func run() int {
 		return 1
 	}
 	defer nc.Close()
-	tokens, err := natsjs.NewTokenPublisher(nc, natsjs.WithLogger(log))
+	tokens, err := natsjs.NewTokenPublisher(nc, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	if err != nil {
 		log.Error("token publisher", "error", err)
 		return 2
