@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 MODULES := shared events functions/execute functions/generate functions/critique knative cli test
 GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
+# To compare runs with benchstat: make bench BENCH_COUNT=6 > new.txt
+BENCH_COUNT ?= 1
+BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count $(BENCH_COUNT)
 LLM_URL = $(shell scripts/llm-server.sh url)
 RAY_URL = $(shell scripts/ray.sh url)
 
@@ -31,9 +34,20 @@ cover: ## Coverage of the domain package (must stay ≥ 90 %)
 build: ## Build every module alone (GOWORK=off) and vet it
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && GOWORK=off go build ./... && go vet ./...); done
 
+.PHONY: cli
+cli: ## Build the developer CLI into bin/council (send, watch, status, jobs, stats, dev)
+	cd cli && go build -o ../bin/council ./cmd/council
+
+.PHONY: images
+images: ## Build the function images with ko, offline (loopback registry, own base); OCI archives in .cache/images, size table
+	scripts/images.sh
+
 .PHONY: bench
-bench: ## Run the benchmarks
-	cd shared && go test -run '^$$' -bench . -benchmem ./...
+bench: ## Run every benchmark next to its baseline (docs/benchmarks.md), in each module that has some
+	@set -e; for m in $(MODULES); do \
+		pkgs=$$(cd $$m && grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u); \
+		if [ -n "$$pkgs" ]; then echo "== $$m"; (cd $$m && go test $(BENCH_FLAGS) $$pkgs); fi; \
+	done
 
 .PHONY: lint
 lint: ## golangci-lint v2 (one root config) over every module

@@ -60,6 +60,30 @@ func send(d *council.Deliberation) []string {
 	return keys
 }
 
+// recordProposal records p and fails the test unless it is accepted.
+func recordProposal(t *testing.T, d *council.Deliberation, key string, p council.Proposal, now time.Time) {
+	t.Helper()
+	if ok, err := d.RecordProposal(key, p, now); !ok || err != nil {
+		t.Fatalf("RecordProposal(%s) = %v, %v; want true, nil", key, ok, err)
+	}
+}
+
+// recordCritique records c and fails the test unless it is accepted.
+func recordCritique(t *testing.T, d *council.Deliberation, key string, c council.Critique, now time.Time) {
+	t.Helper()
+	if ok, err := d.RecordCritique(key, c, now); !ok || err != nil {
+		t.Fatalf("RecordCritique(%s) = %v, %v; want true, nil", key, ok, err)
+	}
+}
+
+// recordFailure records a failure and fails the test unless it is accepted.
+func recordFailure(t *testing.T, d *council.Deliberation, key string, attempt int, reason string, retryable bool, now time.Time) {
+	t.Helper()
+	if ok, err := d.RecordFailure(key, attempt, reason, retryable, now); !ok || err != nil {
+		t.Fatalf("RecordFailure(%s, %d) = %v, %v; want true, nil", key, attempt, ok, err)
+	}
+}
+
 var usageP = council.Usage{PromptTokens: 1, CompletionTokens: 2, TotalTokens: 3}
 var usageC = council.Usage{PromptTokens: 10, CompletionTokens: 20, TotalTokens: 30}
 
@@ -605,7 +629,7 @@ func TestDuplicateResultsChangeNothing(t *testing.T) {
 	}
 
 	for _, a := range []string{qa, devops} {
-		d.RecordProposal("p.0."+a, prop(a, 0), at(3))
+		recordProposal(t, d, "p.0."+a, prop(a, 0), at(3))
 	}
 	send(d)
 	ck := council.CritiqueKey(0, archi, qa)
@@ -671,8 +695,8 @@ func TestRetries(t *testing.T) {
 		task := counciltest.Task()
 		task.Constraints.MaxRetries = 3
 		d := newDeliberation(t, task) // the key is still in the outbox
-		d.RecordFailure(key, 1, "x", true, at(1))
-		d.RecordFailure(key, 2, "x", true, at(2))
+		recordFailure(t, d, key, 1, "x", true, at(1))
+		recordFailure(t, d, key, 2, "x", true, at(2))
 		if n := slices.Index(d.Outbox, key); n < 0 || slices.Index(d.Outbox[n+1:], key) >= 0 {
 			t.Errorf("outbox = %v, want %s exactly once", d.Outbox, key)
 		}
@@ -692,7 +716,7 @@ func TestRetries(t *testing.T) {
 	t.Run("permanent failure with retries left fails the agent", func(t *testing.T) {
 		d := newDeliberation(t, counciltest.Task())
 		send(d)
-		d.RecordFailure(key, 1, "model not allowed", false, at(1))
+		recordFailure(t, d, key, 1, "model not allowed", false, at(1))
 		if !d.Failed(archi) || d.Failed(qa) {
 			t.Errorf("Failed(architect) = %v, Failed(qa) = %v; want true, false", d.Failed(archi), d.Failed(qa))
 		}
@@ -729,7 +753,7 @@ func TestInvalidCritiqueIsARetryableFailure(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newDeliberation(t, counciltest.Task())
 			for _, a := range []string{archi, qa, devops} {
-				d.RecordProposal("p.0."+a, prop(a, 0), at(1))
+				recordProposal(t, d, "p.0."+a, prop(a, 0), at(1))
 			}
 			send(d)
 			key := council.CritiqueKey(0, archi, qa)
@@ -754,7 +778,7 @@ func TestInvalidCritiqueIsARetryableFailure(t *testing.T) {
 func TestResultsThatDoNotBelong(t *testing.T) {
 	d := newDeliberation(t, counciltest.Task())
 	for _, a := range []string{archi, qa, devops} {
-		d.RecordProposal("p.0."+a, prop(a, 0), at(1))
+		recordProposal(t, d, "p.0."+a, prop(a, 0), at(1))
 	}
 	ck := council.CritiqueKey(0, archi, qa)
 	tests := []struct {
@@ -801,7 +825,7 @@ func TestTick(t *testing.T) {
 	task := counciltest.Task()
 	task.Constraints.Timeout = 60 * time.Second
 	d := newDeliberation(t, task)
-	d.RecordProposal("p.0."+archi, prop(archi, 0), at(1))
+	recordProposal(t, d, "p.0."+archi, prop(archi, 0), at(1))
 	for _, now := range []time.Time{at(0), at(59)} {
 		if d.Tick(now) {
 			t.Errorf("Tick(%v) before the deadline = true, want false", now)
@@ -854,7 +878,7 @@ func TestTickAtTheDeadline(t *testing.T) {
 func TestResend(t *testing.T) {
 	d := newDeliberation(t, counciltest.Task())
 	send(d)
-	d.RecordProposal("p.0."+archi, prop(archi, 0), at(5))
+	recordProposal(t, d, "p.0."+archi, prop(archi, 0), at(5))
 	if d.Resend(at(29), 30*time.Second) {
 		t.Error("Resend before the pending work is stale = true, want false")
 	}

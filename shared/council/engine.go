@@ -61,7 +61,9 @@ func (e *Engine) Run(ctx context.Context, d *Deliberation) error {
 	if now == nil {
 		now = time.Now
 	}
-	ctx, cancel := context.WithDeadline(ctx, d.Deadline)
+	// The deadline is measured on the engine's clock, like every other time
+	// of the deliberation.
+	ctx, cancel := context.WithTimeout(ctx, d.Deadline.Sub(now()))
 	results := make(chan workResult)
 	inflight := 0
 	defer func() {

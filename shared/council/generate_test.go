@@ -86,11 +86,12 @@ func TestGenerateSeedsDifferPerAgentAndStage(t *testing.T) {
 	seeds := map[int64]string{}
 	task := counciltest.Task()
 	d := newDeliberation(t, task)
+	send(d) // the proposal requests
 	for _, a := range []string{archi, qa, devops} {
-		d.RecordProposal("p.0."+a, prop(a, 0), t0)
+		recordProposal(t, d, "p.0."+a, prop(a, 0), t0)
 	}
 	for _, k := range send(d) {
-		d.RecordCritique(k, crit(d.Work[k].AgentID, 0.5), t0)
+		recordCritique(t, d, k, crit(d.Work[k].AgentID, 0.5), t0)
 	}
 	for _, key := range []string{"p.0." + archi, "p.0." + qa, "p.1." + archi, "p.1." + qa} {
 		llm := &counciltest.Completer{}
@@ -248,7 +249,7 @@ func critiqueRequest(t *testing.T, task council.Task) council.CritiqueRequest {
 	t.Helper()
 	d := newDeliberation(t, task)
 	for _, a := range []string{archi, qa, devops} {
-		d.RecordProposal("p.0."+a, prop(a, 0), t0)
+		recordProposal(t, d, "p.0."+a, prop(a, 0), t0)
 	}
 	r, err := d.CritiqueRequest(council.CritiqueKey(0, archi, qa))
 	if err != nil {
@@ -278,7 +279,9 @@ func TestReview(t *testing.T) {
 	if req.Seed == nil || req.OnToken != nil {
 		t.Errorf("seed %v, OnToken set %v; want a seed and no streaming", req.Seed, req.OnToken != nil)
 	}
-	council.Review(ctx, llm, r)
+	if _, err := council.Review(ctx, llm, r); err != nil {
+		t.Fatalf("Review: %v", err)
+	}
 	if a, b := *llm.Requests()[0].Seed, *llm.Requests()[1].Seed; a != b {
 		t.Errorf("seeds of one critique differ: %d, %d", a, b)
 	}
@@ -292,7 +295,9 @@ func TestReview(t *testing.T) {
 
 	task.Constraints.MaxTokens = 1000
 	llm = &counciltest.Completer{}
-	council.Review(ctx, llm, critiqueRequest(t, task))
+	if _, err := council.Review(ctx, llm, critiqueRequest(t, task)); err != nil {
+		t.Fatalf("Review: %v", err)
+	}
 	if got := llm.Requests()[0].MaxTokens; got != council.CritiqueMaxTokens {
 		t.Errorf("MaxTokens = %d, want the critique budget %d whatever the task's", got, council.CritiqueMaxTokens)
 	}

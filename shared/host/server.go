@@ -224,7 +224,8 @@ func (s *HTTPServer) Handler() http.Handler { return s.srv.Handler }
 // nil after a clean drain, and an error when it cannot listen, when serving
 // fails, or when in-flight events outlast the grace.
 func (s *HTTPServer) Serve(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("host: listen %s: %w", s.addr, err)
 	}
@@ -262,8 +263,10 @@ func (s *HTTPServer) ServeListener(ctx context.Context, ln net.Listener) error {
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownGrace)
 	defer cancel()
 	if err := s.srv.Shutdown(shutdownCtx); err != nil {
-		_ = s.srv.Close() // cancels the contexts of the events still running
-		<-errc
+		// Close cancels the contexts of the events still running; Serve then
+		// returns http.ErrServerClosed, and the Shutdown error says more.
+		_ = s.srv.Close()
+		<-errc //nolint:errcheck // only waits for Serve to return
 		return fmt.Errorf("host: shutdown: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -49,7 +49,7 @@ func startServer(t *testing.T, h host.Handler, opts ...host.Option) *running {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-r.done:
+		case <-r.done: //nolint:errcheck // waits for Serve to return; the tests that check its result read it and put it back
 		case <-time.After(10 * time.Second):
 			t.Error("server did not stop within 10s")
 		}
@@ -617,7 +617,11 @@ func TestServeFailsWhenAddressIsTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() {
+		if err := ln.Close(); err != nil {
+			t.Errorf("close listener: %v", err)
+		}
+	})
 	srv, err := host.NewHTTPServer(ln.Addr().String(), echo)
 	if err != nil {
 		t.Fatal(err)

@@ -103,14 +103,14 @@ func (s *SinkEmitter) Emit(ctx context.Context, env council.Envelope) error {
 	var hr *cehttp.Result
 	if !protocol.ResultAs(res, &hr) {
 		// No HTTP answer: connection refused, timeout, cancelled context.
-		return fmt.Errorf("host: emit %s to %s: %w: %v", env.ID, s.target, council.ErrUnavailable, res)
+		return fmt.Errorf("host: emit %s to %s: %w: %w", env.ID, s.target, council.ErrUnavailable, res)
 	}
 	switch code := hr.StatusCode; {
 	case code == http.StatusTooManyRequests:
 		return fmt.Errorf("host: emit %s: sink answered %d: %w: %w", env.ID, code, council.ErrUnavailable, ErrRateLimited)
 	case retryableStatus(code):
-		return fmt.Errorf("host: emit %s: sink answered %d: %w: %v", env.ID, code, council.ErrUnavailable, res)
+		return fmt.Errorf("host: emit %s: sink answered %d: %w: %w", env.ID, code, council.ErrUnavailable, res)
 	default:
-		return fmt.Errorf("host: emit %s: sink answered %d: %w: %v", env.ID, code, council.ErrInvalid, res)
+		return fmt.Errorf("host: emit %s: sink answered %d: %w: %w", env.ID, code, council.ErrInvalid, res)
 	}
 }

@@ -22,7 +22,7 @@ type env struct {
 	js jetstream.JetStream
 }
 
-func newEnv(t *testing.T) env {
+func newEnv(t testing.TB) env {
 	t.Helper()
 	_, nc, js := natstest.Start(t)
 	if err := natsjs.Setup(t.Context(), js, natsjs.Topology{}); err != nil {
@@ -58,7 +58,7 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 }
 
 // lastMsg returns the last message on subject in stream.
-func lastMsg(t *testing.T, js jetstream.JetStream, stream, subject string) *jetstream.RawStreamMsg {
+func lastMsg(t testing.TB, js jetstream.JetStream, stream, subject string) *jetstream.RawStreamMsg {
 	t.Helper()
 	s, err := js.Stream(t.Context(), stream)
 	if err != nil {

@@ -158,13 +158,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("%w: encode request: %v", council.ErrInvalid, err)
+			return fmt.Errorf("%w: encode request: %w", council.ErrInvalid, err)
 		}
 		body, contentType = bytes.NewReader(b), "application/json"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return fmt.Errorf("%w: %s %s: %v", council.ErrInvalid, method, path, err)
+		return fmt.Errorf("%w: %s %s: %w", council.ErrInvalid, method, path, err)
 	}
 	for k, vs := range c.headers {
 		req.Header[k] = vs
@@ -181,7 +181,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			"error", err.Error(), "duration", time.Since(start))
 		return fmt.Errorf("%w: %w", council.ErrUnavailable, err)
 	}
-	defer resp.Body.Close()
+	// The body is read below; a failure to close it loses nothing.
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	c.logger.DebugContext(ctx, "ray request", "method", method, "path", path,
 		"status", resp.StatusCode, "duration", time.Since(start))
@@ -198,7 +199,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%w: %s %s: decode answer: %v: %s",
+		return fmt.Errorf("%w: %s %s: decode answer: %w: %s",
 			council.ErrUnavailable, method, path, err, rayMessage(string(data)))
 	}
 	return nil

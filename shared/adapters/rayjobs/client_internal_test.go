@@ -196,7 +196,7 @@ func TestClassifyRayAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := classify(tt.status, tt.body); got != tt.want {
+			if got := classify(tt.status, tt.body); !errors.Is(got, tt.want) {
 				t.Errorf("classify = %v, want %v", got, tt.want)
 			}
 			if got := rayMessage(tt.body); got != tt.message {

@@ -292,7 +292,9 @@ func TestRayDownIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := "http://" + l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	c, err := rayjobs.New(addr)
 	if err != nil {
 		t.Fatal(err)

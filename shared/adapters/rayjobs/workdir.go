@@ -172,7 +172,7 @@ func zipDir(dir string) ([]byte, string, error) {
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // opened read-only: io.Copy reports any read error
 		var meta [20]byte
 		binary.BigEndian.PutUint32(meta[:4], uint32(info.Mode().Perm()))
 		binary.BigEndian.PutUint64(meta[4:12], uint64(len(rel)))

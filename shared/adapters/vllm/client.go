@@ -137,18 +137,18 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 		case errors.Is(err, council.ErrInvalid):
 			return fail(err)
 		case ctx.Err() != nil:
-			return fail(fmt.Errorf("%w: %w (last error: %v)", council.ErrUnavailable, ctx.Err(), err))
+			return fail(fmt.Errorf("%w: %w (last error: %w)", council.ErrUnavailable, ctx.Err(), err))
 		case delivered:
-			return fail(fmt.Errorf("%w: stream broke after its first token: %v", council.ErrUnavailable, err))
+			return fail(fmt.Errorf("%w: stream broke after its first token: %w", council.ErrUnavailable, err))
 		case attempt >= c.cfg.retries:
-			return fail(fmt.Errorf("%w: after %d attempts: %v", council.ErrUnavailable, attempt+1, err))
+			return fail(fmt.Errorf("%w: after %d attempts: %w", council.ErrUnavailable, attempt+1, err))
 		}
 		wait := c.backoff(attempt)
 		c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "llm call failed, retrying",
 			slog.String("model", model), slog.Int("attempt", attempt+1),
 			slog.Duration("backoff", wait), slog.String("error", err.Error()))
 		if serr := c.cfg.sleep(ctx, wait); serr != nil {
-			return fail(fmt.Errorf("%w: %w (last error: %v)", council.ErrUnavailable, serr, err))
+			return fail(fmt.Errorf("%w: %w (last error: %w)", council.ErrUnavailable, serr, err))
 		}
 	}
 }
@@ -233,7 +233,8 @@ func (c *Client) stream(ctx context.Context, oreq openai.ChatCompletionRequest, 
 	if err != nil {
 		return out, false, err
 	}
-	defer s.Close()
+	// Close only releases the connection; the stream's outcome is already known.
+	defer func() { _ = s.Close() }()
 
 	var (
 		content, reasoning strings.Builder

@@ -239,7 +239,9 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	if err := l.Close(); err != nil { // nothing listens there now
+		t.Fatal(err)
+	}
 	c, err := vllm.New("http://"+addr+"/v1", "m", vllm.WithRetries(2),
 		vllm.WithBackoff(time.Millisecond, 5*time.Millisecond), vllm.WithTimeout(5*time.Second))
 	if err != nil {

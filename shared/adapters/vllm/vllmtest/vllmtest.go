@@ -45,7 +45,7 @@ func URL(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("LLM server at %s does not answer: %v; %s", u, err, hint)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // only the status matters
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("LLM server at %s: GET /models: %s", u, resp.Status)
 	}
