@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"sync/atomic"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/vllm"
+	"council.dev/shared/council"
 )
 
 // ConnectNATS connects to cfg.NATSURL (retrying while the server comes up)
@@ -27,7 +32,7 @@ func ConnectNATS(ctx context.Context, cfg Config, name string) (*nats.Conn, jets
 		nc.Close()
 		return nil, nil, fmt.Errorf("host: jetstream: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := natsjs.Setup(sctx, js, cfg.NATS); err != nil {
 		nc.Close()
@@ -43,12 +48,61 @@ func NewCompleter(cfg Config, log *slog.Logger) (*vllm.Client, error) {
 		vllm.WithRetries(cfg.LLMRetries), vllm.WithAPIKey(cfg.LLMAPIKey), vllm.WithLogger(log))
 }
 
-// Serve runs function name until ctx ends: the HTTP CloudEvents receiver on
-// cfg.Port always (Knative, health routes), and, when cfg.Transport is
-// jetstream, a durable JetStream consumer named name for types on js as
-// well. It returns when both have stopped.
-func Serve(ctx context.Context, cfg Config, name string, types []string, h Handler, js jetstream.JetStream, log *slog.Logger, opts ...Option) error {
-	srv, err := NewHTTPServer(cfg.Addr(), h, append([]Option{WithLogger(log)}, opts...)...)
+// Function is what an Init builds once the function's dependencies answer.
+type Function struct {
+	// Handle handles the function's events.
+	Handle Handler
+	// Routes are extra routes (net/http patterns, e.g. "GET /status").
+	Routes map[string]http.Handler
+	// JetStream is the connection the jetstream transport consumes from;
+	// nil is allowed with the http transport.
+	JetStream jetstream.JetStream
+	// Close releases what Init opened (may be nil).
+	Close func()
+}
+
+// Init builds a function. An error means a dependency is not there yet
+// (NATS down, a bucket missing): Run retries with backoff. Init must not
+// keep ctx beyond its return.
+type Init func(ctx context.Context) (Function, error)
+
+// Backoff bounds of Run's retries of Init.
+const (
+	initBackoffBase = 500 * time.Millisecond
+	initBackoffMax  = 30 * time.Second
+)
+
+// Run runs function name until ctx ends. It listens on cfg.Port at once —
+// liveness answers, readiness answers 503 and events are answered 503
+// (retried by the broker) — then calls init, again and again with backoff
+// while the function's dependencies are down, and serves what it built: the
+// HTTP CloudEvents receiver and routes always and, when cfg.Transport is
+// jetstream, a durable JetStream consumer named name for types. A function
+// never crash-loops because NATS is not up yet.
+func Run(ctx context.Context, cfg Config, name string, types []string, init Init, log *slog.Logger) error {
+	var built atomic.Pointer[Function]
+	handle := func(ctx context.Context, e event.Event) (*event.Event, error) {
+		f := built.Load()
+		if f == nil {
+			return nil, council.Unavailablef("%s is starting: its dependencies do not answer yet", name)
+		}
+		return f.Handle(ctx, e)
+	}
+	routes := http.NewServeMux()
+	lazyRoutes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if built.Load() == nil {
+			writeError(w, http.StatusServiceUnavailable, name+" is starting")
+			return
+		}
+		routes.ServeHTTP(w, r)
+	})
+	srv, err := NewHTTPServer(cfg.Addr(), handle, WithLogger(log), WithRoute("GET /", lazyRoutes),
+		WithReadiness(func(context.Context) error {
+			if built.Load() == nil {
+				return errors.New("starting")
+			}
+			return nil
+		}))
 	if err != nil {
 		return err
 	}
@@ -57,18 +111,42 @@ func Serve(ctx context.Context, cfg Config, name string, types []string, h Handl
 	errc := make(chan error, 2)
 	running := 1
 	go func() { errc <- srv.Serve(ctx) }()
-	if cfg.Transport == TransportJetStream {
-		if js == nil {
-			return errors.New("host: transport jetstream needs a NATS connection")
+	log.Info("function listening", "function", name, "transport", cfg.Transport, "addr", cfg.Addr())
+	// abort stops the HTTP server after a failed start and returns err.
+	abort := func(err error) error {
+		cancel()
+		if serr := <-errc; serr != nil && !errors.Is(serr, context.Canceled) {
+			return errors.Join(err, serr)
 		}
-		c, err := natsjs.NewConsumer(js, name, types, natsjs.Handler(h), natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
+		return err
+	}
+
+	f, err := initWithRetry(ctx, name, init, log)
+	if errors.Is(err, context.Canceled) {
+		return abort(nil)
+	}
+	if err != nil {
+		return abort(err)
+	}
+	if f.Close != nil {
+		defer f.Close()
+	}
+	for pattern, h := range f.Routes {
+		routes.Handle(pattern, h)
+	}
+	if cfg.Transport == TransportJetStream {
+		if f.JetStream == nil {
+			return abort(errors.New("host: transport jetstream needs a NATS connection"))
+		}
+		c, err := natsjs.NewConsumer(f.JetStream, name, types, natsjs.Handler(f.Handle), natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 		if err != nil {
-			return err
+			return abort(err)
 		}
 		running++
 		go func() { errc <- c.Run(ctx) }()
 	}
-	log.Info("function started", "function", name, "transport", cfg.Transport, "addr", cfg.Addr())
+	built.Store(&f)
+	log.Info("function ready", "function", name)
 	var errs []error
 	for ; running > 0; running-- {
 		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
@@ -77,4 +155,28 @@ func Serve(ctx context.Context, cfg Config, name string, types []string, h Handl
 		cancel() // one stopped: stop the other
 	}
 	return errors.Join(errs...)
+}
+
+// initWithRetry calls init until it succeeds or ctx ends.
+func initWithRetry(ctx context.Context, name string, init Init, log *slog.Logger) (Function, error) {
+	wait := initBackoffBase
+	for {
+		f, err := init(ctx)
+		if err == nil {
+			if f.Handle == nil {
+				return Function{}, fmt.Errorf("host: %s: init returned no handler", name)
+			}
+			return f, nil
+		}
+		if !council.Retryable(err) {
+			return Function{}, fmt.Errorf("host: %s: %w", name, err)
+		}
+		log.Warn("function not ready: retrying", "function", name, "in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return Function{}, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, initBackoffMax)
+	}
 }

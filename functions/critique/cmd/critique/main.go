@@ -3,10 +3,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/functions/critique"
 	"council.dev/shared/host"
@@ -33,17 +32,17 @@ func run() int {
 		log.Error("critique", "error", err)
 		return 2
 	}
-	var js jetstream.JetStream
-	if cfg.Transport == host.TransportJetStream {
-		nc, j, err := host.ConnectNATS(ctx, cfg, "critique")
-		if err != nil {
-			log.Error("nats", "error", err)
-			return 1
+	init := func(ctx context.Context) (host.Function, error) {
+		if cfg.Transport != host.TransportJetStream {
+			return host.Function{Handle: fn.Handle}, nil
 		}
-		defer nc.Close()
-		js = j
+		nc, js, err := host.ConnectNATS(ctx, cfg, "critique")
+		if err != nil {
+			return host.Function{}, err
+		}
+		return host.Function{Handle: fn.Handle, JetStream: js, Close: nc.Close}, nil
 	}
-	if err := host.Serve(ctx, cfg, "critique", critique.Types, fn.Handle, js, log); err != nil {
+	if err := host.Run(ctx, cfg, "critique", critique.Types, init, log); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}

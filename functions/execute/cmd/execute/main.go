@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"council.dev/functions/execute"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/rayjobs"
@@ -32,32 +34,8 @@ func run() int {
 	log := host.NewLogger(cfg.LogLevel, os.Stderr)
 	ctx, stop := host.SignalContext()
 	defer stop()
-	nc, js, err := host.ConnectNATS(ctx, cfg, "execute")
-	if err != nil {
-		log.Error("nats", "error", err)
-		return 1
-	}
-	defer nc.Close()
-	kv, err := js.KeyValue(ctx, cfg.NATS.Bucket)
-	if err != nil {
-		log.Error("kv bucket", "error", err)
-		return 1
-	}
-	store, err := natsjs.NewStore(kv, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
-	if err != nil {
-		log.Error("store", "error", err)
-		return 2
-	}
-	var emitter council.Emitter
-	if cfg.Sink != "" {
-		emitter, err = host.NewSinkEmitter(cfg.Sink)
-	} else {
-		emitter, err = natsjs.NewPublisher(js, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
-	}
-	if err != nil {
-		log.Error("emitter", "error", err)
-		return 2
-	}
+	// Everything that needs no server is built (and checked) before
+	// listening; what needs NATS is built by init, retried until it answers.
 	opts := []execute.Option{execute.WithSource(cfg.SourceFor("execute")), execute.WithLogger(log)}
 	// execute calls no LLM itself; the client is there for GET /status,
 	// which checks the server the generate and critique functions use.
@@ -82,20 +60,50 @@ func run() int {
 			}))
 		log.Info("backend ray enabled", "ray", cfg.RayAddress, "agent_dir", dir)
 	}
-	fn, err := execute.New(store, emitter, opts...)
-	if err != nil {
-		log.Error("execute", "error", err)
-		return 2
+	var sink council.Emitter
+	if cfg.Sink != "" {
+		if sink, err = host.NewSinkEmitter(cfg.Sink); err != nil {
+			log.Error("emitter", "error", err)
+			return 2
+		}
 	}
-	var routes []host.Option
-	for pattern, h := range fn.Routes() {
-		routes = append(routes, host.WithRoute(pattern, h))
+	init := func(ctx context.Context) (host.Function, error) {
+		nc, js, err := host.ConnectNATS(ctx, cfg, "execute")
+		if err != nil {
+			return host.Function{}, err
+		}
+		fn, err := build(ctx, cfg, js, sink, opts)
+		if err != nil {
+			nc.Close()
+			return host.Function{}, err
+		}
+		return host.Function{Handle: fn.Handle, Routes: fn.Routes(), JetStream: js, Close: nc.Close}, nil
 	}
-	if err := host.Serve(ctx, cfg, "execute", execute.Types, fn.Handle, js, log, routes...); err != nil {
+	if err := host.Run(ctx, cfg, "execute", execute.Types, init, log); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// build makes the execute function over the KV bucket and, without a
+// K_SINK, the JetStream broker.
+func build(ctx context.Context, cfg host.Config, js jetstream.JetStream, sink council.Emitter, opts []execute.Option) (*execute.Function, error) {
+	kv, err := js.KeyValue(ctx, cfg.NATS.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kv bucket %s: %w", cfg.NATS.Bucket, err)
+	}
+	store, err := natsjs.NewStore(kv, natsjs.WithTopology(cfg.NATS))
+	if err != nil {
+		return nil, err
+	}
+	emitter := sink
+	if emitter == nil {
+		if emitter, err = natsjs.NewPublisher(js, natsjs.WithTopology(cfg.NATS)); err != nil {
+			return nil, err
+		}
+	}
+	return execute.New(store, emitter, opts...)
 }
 
 // agentDir is the working directory of the council-agent job:

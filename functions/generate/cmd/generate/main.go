@@ -1,8 +1,10 @@
 // Command generate serves the generate function: over HTTP (Knative) and,
-// with COUNCIL_TRANSPORT=jetstream, as a durable JetStream consumer.
+// with COUNCIL_TRANSPORT=jetstream, as a durable JetStream consumer. It
+// listens at once and becomes ready when NATS answers.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -27,23 +29,24 @@ func run() int {
 		log.Error("llm client", "error", err)
 		return 2
 	}
-	nc, js, err := host.ConnectNATS(ctx, cfg, "generate")
-	if err != nil {
-		log.Error("nats", "error", err)
-		return 1
+	init := func(ctx context.Context) (host.Function, error) {
+		nc, js, err := host.ConnectNATS(ctx, cfg, "generate")
+		if err != nil {
+			return host.Function{}, err
+		}
+		tokens, err := natsjs.NewTokenPublisher(nc, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
+		if err != nil {
+			nc.Close()
+			return host.Function{}, err
+		}
+		fn, err := generate.New(llm, generate.WithTokenSink(tokens), generate.WithSource(cfg.SourceFor("generate")), generate.WithLogger(log))
+		if err != nil {
+			nc.Close()
+			return host.Function{}, err
+		}
+		return host.Function{Handle: fn.Handle, JetStream: js, Close: nc.Close}, nil
 	}
-	defer nc.Close()
-	tokens, err := natsjs.NewTokenPublisher(nc, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
-	if err != nil {
-		log.Error("token publisher", "error", err)
-		return 2
-	}
-	fn, err := generate.New(llm, generate.WithTokenSink(tokens), generate.WithSource(cfg.SourceFor("generate")), generate.WithLogger(log))
-	if err != nil {
-		log.Error("generate", "error", err)
-		return 2
-	}
-	if err := host.Serve(ctx, cfg, "generate", generate.Types, fn.Handle, js, log); err != nil {
+	if err := host.Run(ctx, cfg, "generate", generate.Types, init, log); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}
