@@ -165,6 +165,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			c.NATS.Replicas = n
 		}
 	}
+	if v := get("COUNCIL_NATS_STATE_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil || d < 0:
+			bad("COUNCIL_NATS_STATE_TTL", v, "want a duration such as 168h, or 0 to keep state forever")
+		case d == 0:
+			c.NATS.BucketTTL = -1
+		default:
+			c.NATS.BucketTTL = d
+		}
+	}
 	if v := get("COUNCIL_NATS_BUCKET"); v != "" {
 		c.NATS.Bucket = v
 	}

@@ -190,7 +190,7 @@ func TestNewLogger(t *testing.T) {
 func TestLoadConfigNATSTopology(t *testing.T) {
 	env := map[string]string{
 		"COUNCIL_NATS_REPLICAS": "3", "COUNCIL_NATS_BUCKET": "b", "COUNCIL_NATS_TOKENS_STREAM": "T",
-		"COUNCIL_NATS_TOKENS_SUBJECTS": "tok.>", "COUNCIL_NATS_TOKENS_MAX_AGE": "2h",
+		"COUNCIL_NATS_TOKENS_SUBJECTS": "tok.>", "COUNCIL_NATS_TOKENS_MAX_AGE": "2h", "COUNCIL_NATS_STATE_TTL": "48h",
 	}
 	c, err := host.LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
@@ -198,10 +198,11 @@ func TestLoadConfigNATSTopology(t *testing.T) {
 	}
 	want := natsjs.DefaultTopology()
 	want.Replicas, want.Bucket, want.TokensStream, want.TokensSubjectPrefix, want.TokensMaxAge = 3, "b", "T", "tok", 2*time.Hour
+	want.BucketTTL = 48 * time.Hour
 	if diff := cmp.Diff(want, c.NATS); diff != "" {
 		t.Errorf("topology (-want +got):\n%s", diff)
 	}
-	for k, v := range map[string]string{"COUNCIL_NATS_REPLICAS": "0", "COUNCIL_NATS_TOKENS_SUBJECTS": "tok", "COUNCIL_NATS_TOKENS_MAX_AGE": "soon"} {
+	for k, v := range map[string]string{"COUNCIL_NATS_REPLICAS": "0", "COUNCIL_NATS_TOKENS_SUBJECTS": "tok", "COUNCIL_NATS_TOKENS_MAX_AGE": "soon", "COUNCIL_NATS_STATE_TTL": "-1h"} {
 		if _, err := host.LoadConfig(func(name string) string {
 			if name == k {
 				return v

@@ -24,6 +24,9 @@ const (
 	DefaultTokensMaxAge        = time.Hour
 	DefaultTokensMaxBytes      = 64 << 20
 	DefaultBucket              = "council-deliberations"
+	// DefaultBucketTTL is how long a deliberation's state is kept after its
+	// last change: a bound on the bucket (the old service never evicted).
+	DefaultBucketTTL = 7 * 24 * time.Hour
 )
 
 // Topology names the streams, subjects and bucket council uses. Zero fields
@@ -52,6 +55,9 @@ type Topology struct {
 
 	// Bucket is the KV bucket of deliberation state (history 1, file).
 	Bucket string
+	// BucketTTL is how long a deliberation's state is kept after its last
+	// change; negative keeps it forever.
+	BucketTTL time.Duration
 
 	// Replicas is the replica count of the streams and the bucket.
 	Replicas int
@@ -69,6 +75,7 @@ func DefaultTopology() Topology {
 		TokensMaxAge:        DefaultTokensMaxAge,
 		TokensMaxBytes:      DefaultTokensMaxBytes,
 		Bucket:              DefaultBucket,
+		BucketTTL:           DefaultBucketTTL,
 		Replicas:            1,
 	}
 }
@@ -101,6 +108,9 @@ func (t Topology) withDefaults() Topology {
 	}
 	if t.Bucket == "" {
 		t.Bucket = d.Bucket
+	}
+	if t.BucketTTL == 0 {
+		t.BucketTTL = d.BucketTTL
 	}
 	if t.Replicas == 0 {
 		t.Replicas = d.Replicas
@@ -192,6 +202,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
+		TTL:         max(t.BucketTTL, 0),
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 		return fmt.Errorf("natsjs: setup bucket %s: %w", t.Bucket, classify(err))

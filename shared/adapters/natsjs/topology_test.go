@@ -61,6 +61,9 @@ func TestSetupIsIdempotent(t *testing.T) {
 	if st.History() != 1 {
 		t.Errorf("bucket history = %d, want 1", st.History())
 	}
+	if st.TTL() != natsjs.DefaultBucketTTL {
+		t.Errorf("bucket TTL = %s, want %s: state is bounded", st.TTL(), natsjs.DefaultBucketTTL)
+	}
 }
 
 func TestSetupCustomNames(t *testing.T) {
