@@ -2,6 +2,9 @@ package execute_test
 
 import (
 	"context"
+	"flag"
+	"net/http"
+	"path/filepath"
 	"errors"
 	"strings"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"council.dev/shared/council"
 	"council.dev/shared/counciltest"
 	"council.dev/shared/host"
+	"council.dev/shared/host/hosttest"
 )
 
 var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
@@ -70,6 +74,35 @@ func TestRequestIsAcceptedAndFansOut(t *testing.T) {
 	}
 	if n := len(em.Sent()); n != 3 {
 		t.Errorf("%d events sent after a duplicate request, want 3", n)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden replies under testdata/")
+
+// TestRequestGoldenReplies sends every valid request fixture through the
+// HTTP host and compares the deliberation.accepted reply with its golden file.
+func TestRequestGoldenReplies(t *testing.T) {
+	f := newFunction(t, counciltest.NewStore(), &counciltest.Emitter{}, &clock{t0})
+	url := hosttest.Server(t, f.Handle).URL
+	for _, tc := range eventstest.Cases(t, "deliberation.requested.v1/valid") {
+		if tc.Name == "ray_backend" {
+			continue // needs a job runner: see ray_test.go
+		}
+		t.Run(tc.Name, func(t *testing.T) {
+			resp := hosttest.Post(t, url, tc.Event)
+			if resp.Status != http.StatusOK || resp.Reply == nil {
+				t.Fatalf("status %d (%s), want 200 with a reply", resp.Status, resp.Error)
+			}
+			eventstest.Golden(t, filepath.Join("testdata", tc.Name+".golden.json"), *resp.Reply, *update)
+		})
+	}
+	for _, tc := range eventstest.Cases(t, "deliberation.requested.v1/invalid") {
+		t.Run(tc.Name, func(t *testing.T) {
+			resp := hosttest.Post(t, url, tc.Event)
+			if resp.Status != http.StatusBadRequest || resp.Retryable {
+				t.Errorf("status %d retryable=%v, want 400 and not retryable", resp.Status, resp.Retryable)
+			}
+		})
 	}
 }
 
