@@ -2,10 +2,10 @@ package execute_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"net/http"
 	"path/filepath"
-	"errors"
 	"strings"
 	"testing"
 	"time"
