@@ -76,30 +76,40 @@ var roleFocus = map[string]string{
 	"TASK_EXTRACTOR": "extracting concrete, actionable, ordered tasks from deliberations",
 }
 
-// SystemPrompt is the stable part of every prompt of an agent: role, task
-// kind and rubric come first so that the server's prefix cache is shared by
-// the agents of one deliberation.
-func systemPrompt(t Task, a Agent) string {
+// systemPrompt is the part of every prompt of a deliberation that is the
+// same for all its agents, rounds, proposals and critiques: the council
+// preamble, the rubric and the task. It comes first, so that an LLM server's
+// prefix cache (vLLM automatic prefix caching) computes it once per
+// deliberation; what differs per agent and per round comes after it.
+func systemPrompt(t Task) string {
 	var b strings.Builder
+	b.WriteString("You are a member of a council of software engineering agents. Each member proposes, reviews its peers' proposals and revises its own.\n")
+	fmt.Fprintf(&b, "Proposals are judged on: %s.\n\n", strings.Join(t.Constraints.Rubric, ", "))
+	fmt.Fprintf(&b, "Task %s:\n%s\n", t.ID, t.Description)
+	return b.String()
+}
+
+// rolePrompt is the per-agent head of the user prompt.
+func rolePrompt(b *strings.Builder, a Agent) {
 	role := strings.ToUpper(strings.TrimSpace(a.Role))
 	focus, ok := roleFocus[role]
 	if !ok {
 		focus = "the concerns an expert " + a.Role + " engineer brings"
 	}
-	fmt.Fprintf(&b, "You are a member of a council of software engineering agents. Your role is %s; you focus on %s.\n", role, focus)
-	fmt.Fprintf(&b, "Proposals are judged on: %s.\n", strings.Join(t.Constraints.Rubric, ", "))
+	fmt.Fprintf(b, "You are %s. Your role is %s; you focus on %s.\n", a.ID, role, focus)
 	if a.PromptTemplate != "" {
 		b.WriteString(a.PromptTemplate)
 		b.WriteString("\n")
 	}
-	return b.String()
+	b.WriteString("\n")
 }
 
 // ProposalMessages builds the chat messages of a proposal request: the
-// task first, then the per-agent, per-round part.
+// deliberation's stable text first, then the agent's role and the round's
+// instructions.
 func ProposalMessages(r ProposalRequest) []Message {
 	var u strings.Builder
-	fmt.Fprintf(&u, "Task %s:\n%s\n\n", r.Task.ID, r.Task.Description)
+	rolePrompt(&u, r.Agent)
 	switch {
 	case r.Task.Kind.SinglePass():
 		u.WriteString("Answer with JSON that matches the requested schema, and nothing else.\n")
@@ -117,18 +127,18 @@ func ProposalMessages(r ProposalRequest) []Message {
 			writeList(&u, "Suggestions", c.Suggestions)
 		}
 	}
-	return []Message{{Role: "system", Content: systemPrompt(r.Task, r.Agent)}, {Role: "user", Content: u.String()}}
+	return []Message{{Role: "system", Content: systemPrompt(r.Task)}, {Role: "user", Content: u.String()}}
 }
 
 // CritiqueMessages builds the chat messages of a critique request.
 func CritiqueMessages(r CritiqueRequest) []Message {
 	var u strings.Builder
-	fmt.Fprintf(&u, "Task %s:\n%s\n\n", r.Task.ID, r.Task.Description)
-	fmt.Fprintf(&u, "As %s, review the proposal of your peer %s. Score each criterion (%s) and the proposal overall "+
+	rolePrompt(&u, r.Reviewer)
+	fmt.Fprintf(&u, "Review the proposal of your peer %s. Score each criterion (%s) and the proposal overall "+
 		"from 0 (unusable) to 10 (excellent); name strengths, issues and actionable suggestions. Answer with JSON only.\n\n",
-		r.Reviewer.ID, r.Proposal.AgentID, strings.Join(r.Task.Constraints.Rubric, ", "))
+		r.Proposal.AgentID, strings.Join(r.Task.Constraints.Rubric, ", "))
 	fmt.Fprintf(&u, "Proposal:\n%s\n", r.Proposal.Content)
-	return []Message{{Role: "system", Content: systemPrompt(r.Task, r.Reviewer)}, {Role: "user", Content: u.String()}}
+	return []Message{{Role: "system", Content: systemPrompt(r.Task)}, {Role: "user", Content: u.String()}}
 }
 
 func writeList(b *strings.Builder, title string, items []string) {

@@ -37,16 +37,16 @@ func TestProposalMessages(t *testing.T) {
 		{
 			name:      "first proposal",
 			req:       council.ProposalRequest{Task: task, Agent: council.Agent{ID: qa, Role: "QA"}, Key: "p.0." + qa},
-			system:    []string{"Your role is QA", "test strategy, edge cases", "correctness, completeness, clarity, feasibility"},
-			user:      []string{"Task task-1:\nDesign the login flow with SSO.", "Write your proposal"},
+			system:    []string{"correctness, completeness, clarity, feasibility", "Task task-1:\nDesign the login flow with SSO."},
+			user:      []string{"Your role is QA", "test strategy, edge cases", "Write your proposal"},
 			notInUser: []string{"Revise", "Critique 1"},
 		},
 		{
 			name: "revision carries the previous proposal and its critiques",
 			req: council.ProposalRequest{Task: task, Agent: council.Agent{ID: qa, Role: "qa"}, Stage: 1,
 				Previous: &prev, Critiques: critiques},
-			system: []string{"Your role is QA", "test strategy"},
-			user: []string{"Revise your own proposal", "Your proposal (round 0):\nPREVIOUS-PROPOSAL-TEXT",
+			system: []string{"Task task-1:"},
+			user: []string{"Your role is QA", "test strategy", "Revise your own proposal", "Your proposal (round 0):\nPREVIOUS-PROPOSAL-TEXT",
 				"Critique 1 (overall 0.40)", "Strengths:\n- STRENGTH-1", "Issues:\n- ISSUE-1\n- ISSUE-2", "Suggestions:\n- SUGGESTION-1",
 				"Critique 2 (overall 0.80)", "- ISSUE-3"},
 			notInUser: []string{"Write your proposal"},
@@ -54,12 +54,12 @@ func TestProposalMessages(t *testing.T) {
 		{
 			name:   "unknown role gets the generic line",
 			req:    council.ProposalRequest{Task: task, Agent: council.Agent{ID: "x", Role: "Security"}},
-			system: []string{"Your role is SECURITY", "you focus on the concerns an expert Security engineer brings"},
+			user:   []string{"Your role is SECURITY", "you focus on the concerns an expert Security engineer brings"},
 		},
 		{
-			name:   "agent prompt template goes into the system prompt",
-			req:    council.ProposalRequest{Task: task, Agent: council.Agent{ID: "x", Role: "DEV", PromptTemplate: "Prefer Go."}},
-			system: []string{"clean, tested, maintainable code", "Prefer Go."},
+			name: "agent prompt template goes with the agent's role",
+			req:  council.ProposalRequest{Task: task, Agent: council.Agent{ID: "x", Role: "DEV", PromptTemplate: "Prefer Go."}},
+			user: []string{"clean, tested, maintainable code", "Prefer Go."},
 		},
 		{
 			name: "single pass asks for JSON only",
@@ -67,8 +67,7 @@ func TestProposalMessages(t *testing.T) {
 				tk := taskOf(council.KindTaskExtraction).WithDefaults()
 				return council.ProposalRequest{Task: tk, Agent: tk.Agents[0]}
 			}(),
-			system:    []string{"extracting concrete, actionable, ordered tasks"},
-			user:      []string{"Answer with JSON that matches the requested schema"},
+			user:      []string{"extracting concrete, actionable, ordered tasks", "Answer with JSON that matches the requested schema"},
 			notInUser: []string{"Write your proposal"},
 		},
 	}
@@ -110,22 +109,30 @@ func assertNoMetadata(t *testing.T, ms []council.Message) {
 	}
 }
 
-func TestProposalMessagesStableTextFirst(t *testing.T) {
-	// Agents with the same role share the whole system prompt and the head of
-	// the user prompt, so the server's prefix cache serves all of them.
+func TestStableTextFirst(t *testing.T) {
+	// Every prompt of a deliberation — every agent, whatever its role, every
+	// round, proposals and critiques — starts with the same system prompt
+	// holding the task, so the server's prefix cache computes it once.
 	task := promptTask()
-	a := council.ProposalMessages(council.ProposalRequest{Task: task, Agent: council.Agent{ID: "dev-1", Role: "DEV"}, Stage: 0})
 	prev := council.Proposal{Content: "mine"}
-	b := council.ProposalMessages(council.ProposalRequest{Task: task, Agent: council.Agent{ID: "dev-2", Role: "DEV"}, Stage: 1, Previous: &prev})
-	if a[0].Content != b[0].Content {
-		t.Errorf("system prompts differ between agents of one role:\n%q\n%q", a[0].Content, b[0].Content)
+	prompts := [][]council.Message{
+		council.ProposalMessages(council.ProposalRequest{Task: task, Agent: council.Agent{ID: "dev-1", Role: "DEV"}}),
+		council.ProposalMessages(council.ProposalRequest{Task: task, Agent: council.Agent{ID: "qa-1", Role: "QA"}, Stage: 1, Previous: &prev}),
+		council.CritiqueMessages(council.CritiqueRequest{Task: task, Reviewer: council.Agent{ID: "arch-1", Role: "ARCHITECT"}, Proposal: prev}),
 	}
-	head := "Task task-1:\nDesign the login flow with SSO.\n\n"
-	if !strings.HasPrefix(a[1].Content, head) || !strings.HasPrefix(b[1].Content, head) {
-		t.Errorf("user prompts do not start with the task:\n%q\n%q", a[1].Content, b[1].Content)
+	for i, ms := range prompts[1:] {
+		if ms[0].Content != prompts[0][0].Content {
+			t.Errorf("system prompt %d differs from the first:\n%q\n%q", i+1, ms[0].Content, prompts[0][0].Content)
+		}
 	}
-	if !strings.HasPrefix(a[0].Content, "You are a member of a council") {
-		t.Errorf("system prompt does not start with the stable preamble: %q", a[0].Content)
+	sys := prompts[0][0].Content
+	if !strings.HasPrefix(sys, "You are a member of a council") || !strings.HasSuffix(sys, "Task task-1:\nDesign the login flow with SSO.\n") {
+		t.Errorf("system prompt is not preamble … task: %q", sys)
+	}
+	for _, ms := range prompts {
+		if strings.Contains(ms[0].Content, "Your role is") {
+			t.Errorf("the per-agent role leaked into the shared system prompt: %q", ms[0].Content)
+		}
 	}
 }
 
@@ -138,12 +145,10 @@ func TestCritiqueMessages(t *testing.T) {
 	if len(ms) != 2 || ms[0].Role != "system" || ms[1].Role != "user" {
 		t.Fatalf("messages = %+v, want system then user", ms)
 	}
-	for _, w := range []string{"Your role is DEVOPS", "deployment, CI/CD"} {
-		if !strings.Contains(ms[0].Content, w) {
-			t.Errorf("system prompt does not contain %q", w)
-		}
+	if !strings.Contains(ms[0].Content, "Task task-1:") {
+		t.Errorf("system prompt %q does not hold the task", ms[0].Content)
 	}
-	for _, w := range []string{"Task task-1:", "As " + devops + ", review the proposal of your peer " + qa,
+	for _, w := range []string{"You are " + devops + ". Your role is DEVOPS", "deployment, CI/CD", "Review the proposal of your peer " + qa,
 		"(correctness, completeness, clarity, feasibility)", "from 0 (unusable) to 10 (excellent)", "Proposal:\nPROPOSAL-UNDER-REVIEW"} {
 		if !strings.Contains(ms[1].Content, w) {
 			t.Errorf("user prompt %q does not contain %q", ms[1].Content, w)
