@@ -69,6 +69,12 @@ func TestCouncilConfig(t *testing.T) {
 			return checkURL(v, "http", "https")
 		},
 		"COUNCIL_RAY_AGENT_DIR": func(string) string { return "" }, // a path or a URI
+		"COUNCIL_LEGACY_SUBJECTS": func(v string) string {
+			if v != "true" && v != "false" {
+				return `want "true" or "false"`
+			}
+			return ""
+		},
 		"COUNCIL_LOG_LEVEL": func(v string) string {
 			if !slices.Contains([]string{"debug", "info", "warn", "error"}, v) {
 				return "want debug, info, warn or error"

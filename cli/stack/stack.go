@@ -4,7 +4,8 @@
 // an OpenAI-compatible LLM server. The dev command and the end-to-end tests
 // use it; it is the same wiring the functions' own commands use, in one place.
 // With Config.RayAddress, execute runs backend ray requests as Ray jobs of a
-// council-agent binary built into Config.AgentDir.
+// council-agent binary built into Config.AgentDir; with Config.Legacy, the
+// end of every deliberation is also published on the old fleet's subjects.
 package stack
 
 import (
@@ -26,6 +27,7 @@ import (
 	"council.dev/functions/critique"
 	"council.dev/functions/execute"
 	"council.dev/functions/generate"
+	"council.dev/shared/adapters/legacy"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/rayjobs"
 	"council.dev/shared/adapters/vllm"
@@ -60,6 +62,10 @@ type Config struct {
 	// AgentDir is a directory holding a built council-agent binary, the
 	// job's working directory (required with RayAddress).
 	AgentDir string
+	// Legacy turns on the compatibility publisher: the end of every
+	// deliberation is also published on the old fleet's agent.response.*
+	// subjects, stream AGENT_RESPONSES (COUNCIL_LEGACY_SUBJECTS).
+	Legacy bool
 }
 
 // Stack is a running local council.
@@ -72,6 +78,8 @@ type Stack struct {
 	URL       string
 	// Ray is the client of the Ray cluster; nil without Config.RayAddress.
 	Ray *rayjobs.Client
+	// Legacy publishes the old fleet's subjects; nil without Config.Legacy.
+	Legacy *legacy.Publisher
 
 	srv    *server.Server
 	cancel context.CancelFunc
@@ -174,6 +182,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if c, ok := llm.(*vllm.Client); ok {
 		s.execOpts = append(s.execOpts, execute.WithCheck("llm", c.Ping))
 	}
+	if cfg.Legacy {
+		if s.Legacy, err = legacy.New(s.JS, legacy.WithLogger(log)); err != nil {
+			return nil, err
+		}
+		if err = s.Legacy.Setup(ctx); err != nil {
+			return nil, err
+		}
+		s.execOpts = append(s.execOpts, execute.WithLegacy(s.Legacy))
+	}
 	if cfg.RayAddress != "" {
 		if cfg.AgentDir == "" {
 			return nil, errors.New("stack: AgentDir (a directory holding council-agent) is required with RayAddress")
@@ -194,6 +211,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 		if cfg.LLMRetries > 0 {
 			env["COUNCIL_LLM_RETRIES"] = strconv.Itoa(cfg.LLMRetries)
+		}
+		if cfg.Legacy {
+			env["COUNCIL_LEGACY_SUBJECTS"] = "true"
 		}
 		ray := s.Ray
 		s.execOpts = append(s.execOpts,

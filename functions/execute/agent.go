@@ -30,6 +30,9 @@ type Agent struct {
 	LLM     council.Completer
 	// Tokens, when set, receives the streamed proposal tokens.
 	Tokens council.TokenSink
+	// Legacy, when set, publishes the old fleet's agent responses when the
+	// deliberation ends (legacy.Publisher), as execute does with WithLegacy.
+	Legacy legacyPublisher
 	// Source is the CloudEvents source of the emitted events (default
 	// council.dev/council-agent).
 	Source string
@@ -69,6 +72,7 @@ func (a *Agent) Run(ctx context.Context, id string, task council.Task) (*council
 	if err != nil {
 		return nil, err
 	}
+	outbox.legacy = a.Legacy
 
 	stored, rev, err := a.load(ctx, id, task, now())
 	if err != nil {

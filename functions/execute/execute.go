@@ -17,6 +17,10 @@
 // job, follows it on every sweep (state, retries, timeout) and fails the
 // deliberation when the job cannot deliver.
 //
+// With WithLegacy, the end of a deliberation is also published on the old
+// fleet's subjects (agent.response.*, one message per agent) by the same
+// outbox step, before the end is acknowledged.
+//
 // The function also answers queries over HTTP (Routes, openapi.yaml): a
 // deliberation's status, the service status with statistics, and the
 // running deliberations. They read the durable state, never process memory.
@@ -62,6 +66,8 @@ type Function struct {
 	jobs   council.JobRunner
 	job    JobTemplate
 	checks []check
+	// legacy publishes the old fleet's agent responses; nil when off.
+	legacy legacyPublisher
 }
 
 // Option configures a Function.
@@ -79,6 +85,12 @@ func WithLogger(l *slog.Logger) Option { return func(f *Function) { f.log = l } 
 // WithResendAfter sets how long a request may stay unanswered before a sweep
 // sends it again (default 10 minutes).
 func WithResendAfter(d time.Duration) Option { return func(f *Function) { f.resendAfter = d } }
+
+// WithLegacy makes the function publish, when a deliberation ends, the old
+// fleet's agent responses through p (legacy.Publisher) before the end is
+// acknowledged in the outbox; a failure to publish them is a transient
+// error, like a failure to emit. A nil p changes nothing.
+func WithLegacy(p legacyPublisher) Option { return func(f *Function) { f.legacy = p } }
 
 // New returns a Function over store and emitter.
 func New(store council.Store, emitter council.Emitter, opts ...Option) (*Function, error) {
@@ -99,6 +111,7 @@ func New(store council.Store, emitter council.Emitter, opts ...Option) (*Functio
 	if f.outbox, err = NewOutbox(store, emitter, f.source, f.now, f.log); err != nil {
 		return nil, err
 	}
+	f.outbox.legacy = f.legacy
 	f.started = f.now()
 	return f, nil
 }

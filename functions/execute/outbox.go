@@ -19,6 +19,10 @@ import (
 // function and the Ray job (council-agent) record through the same Outbox,
 // so both backends emit the same deliberation.completed and
 // deliberation.failed events. It is safe for concurrent use.
+//
+// With a legacy publisher, the terminal key also publishes the old fleet's
+// agent responses (agent.response.*) before it is removed, so a crash
+// publishes them again (duplicates the stream drops) rather than losing them.
 type Outbox struct {
 	store   council.Store
 	emitter council.Emitter
@@ -26,6 +30,15 @@ type Outbox struct {
 	now     func() time.Time
 	log     *slog.Logger
 	maxCAS  int
+	legacy  legacyPublisher
+}
+
+// legacyPublisher publishes the old fleet's agent responses of an ended
+// deliberation (legacy.Publisher). Publish returns an error wrapping
+// council.ErrUnavailable when the messages could not be sent; publishing
+// the same deliberation again must be harmless.
+type legacyPublisher interface {
+	Publish(ctx context.Context, d *council.Deliberation) error
 }
 
 // NewOutbox returns an Outbox over store that sends with emitter, as
@@ -108,6 +121,13 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 		}
 		if err := o.emitter.Emit(ctx, env); err != nil {
 			return fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err)
+		}
+		if o.legacy != nil && (key == council.OutboxCompleted || key == council.OutboxFailed) {
+			// Before the key is acknowledged: a failure keeps the key, and
+			// the next Flush sends both again (duplicates are dropped).
+			if err := o.legacy.Publish(ctx, d); err != nil {
+				return fmt.Errorf("execute: publish the legacy agent responses of %s: %w", d.ID, err)
+			}
 		}
 		done = append(done, sent{key, attempt})
 	}

@@ -52,9 +52,9 @@ func TestProposalMessages(t *testing.T) {
 			notInUser: []string{"Write your proposal"},
 		},
 		{
-			name:   "unknown role gets the generic line",
-			req:    council.ProposalRequest{Task: task, Agent: council.Agent{ID: "x", Role: "Security"}},
-			user:   []string{"Your role is SECURITY", "you focus on the concerns an expert Security engineer brings"},
+			name: "unknown role gets the generic line",
+			req:  council.ProposalRequest{Task: task, Agent: council.Agent{ID: "x", Role: "Security"}},
+			user: []string{"Your role is SECURITY", "you focus on the concerns an expert Security engineer brings"},
 		},
 		{
 			name: "agent prompt template goes with the agent's role",

@@ -69,6 +69,9 @@ type Config struct {
 	NATS natsjs.Topology
 	// LogLevel is the slog level name (COUNCIL_LOG_LEVEL).
 	LogLevel string
+	// LegacySubjects turns on the compatibility publisher that feeds the
+	// old fleet's consumers on agent.response.* (COUNCIL_LEGACY_SUBJECTS).
+	LegacySubjects bool
 }
 
 // Defaults of LoadConfig.
@@ -234,6 +237,14 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			c.LLMRetries = n
 		}
 	}
+	if v := get("COUNCIL_LEGACY_SUBJECTS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("COUNCIL_LEGACY_SUBJECTS", v, `want "true" or "false"`)
+		} else {
+			c.LegacySubjects = b
+		}
+	}
 	if v := get("COUNCIL_LOG_LEVEL"); v != "" {
 		var l slog.Level
 		if err := l.UnmarshalText([]byte(v)); err != nil {
@@ -275,8 +286,9 @@ func NewLogger(level string, w io.Writer) *slog.Logger {
 // JobEnv returns the variables a job started on another machine (the
 // council-agent Ray job) needs to reach the same NATS and LLM server and log
 // at the same level: COUNCIL_NATS_URL, COUNCIL_LOG_LEVEL and the
-// COUNCIL_LLM_* variables. COUNCIL_LLM_API_KEY is included only when set;
-// note that Ray shows a job's environment on its dashboard.
+// COUNCIL_LLM_* variables, and COUNCIL_LEGACY_SUBJECTS when it is on (the
+// job publishes the old subjects too). COUNCIL_LLM_API_KEY is included only
+// when set; note that Ray shows a job's environment on its dashboard.
 func (c Config) JobEnv() map[string]string {
 	env := map[string]string{
 		"COUNCIL_NATS_URL":    c.NATSURL,
@@ -289,6 +301,9 @@ func (c Config) JobEnv() map[string]string {
 	}
 	if c.LLMAPIKey != "" {
 		env["COUNCIL_LLM_API_KEY"] = c.LLMAPIKey
+	}
+	if c.LegacySubjects {
+		env["COUNCIL_LEGACY_SUBJECTS"] = "true"
 	}
 	return env
 }

@@ -48,40 +48,42 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	t.Parallel()
 	got, err := host.LoadConfig(env(map[string]string{
-		"PORT":                  " 9090 ",
-		"COUNCIL_TRANSPORT":     "JetStream",
-		"COUNCIL_NATS_URL":      "nats://nats.council:4222",
-		"COUNCIL_LLM_URL":       "https://llm.example/v1",
-		"COUNCIL_LLM_MODEL":     "qwen",
-		"COUNCIL_LLM_MODELS":    "llama, qwen,,qwen ",
-		"COUNCIL_LLM_TIMEOUT":   "2m30s",
-		"COUNCIL_LLM_RETRIES":   "0",
-		"COUNCIL_LLM_API_KEY":   "sk-test",
-		"K_SINK":                "http://broker-ingress.knative-eventing.svc/council/default",
-		"COUNCIL_SOURCE":        "council.dev/custom",
-		"COUNCIL_RAY_ADDRESS":   "http://127.0.0.1:8265",
-		"COUNCIL_RAY_AGENT_DIR": "gcs://_ray_pkg_council_agent.zip",
-		"COUNCIL_LOG_LEVEL":     "DEBUG",
+		"PORT":                    " 9090 ",
+		"COUNCIL_TRANSPORT":       "JetStream",
+		"COUNCIL_NATS_URL":        "nats://nats.council:4222",
+		"COUNCIL_LLM_URL":         "https://llm.example/v1",
+		"COUNCIL_LLM_MODEL":       "qwen",
+		"COUNCIL_LLM_MODELS":      "llama, qwen,,qwen ",
+		"COUNCIL_LLM_TIMEOUT":     "2m30s",
+		"COUNCIL_LLM_RETRIES":     "0",
+		"COUNCIL_LLM_API_KEY":     "sk-test",
+		"K_SINK":                  "http://broker-ingress.knative-eventing.svc/council/default",
+		"COUNCIL_SOURCE":          "council.dev/custom",
+		"COUNCIL_RAY_ADDRESS":     "http://127.0.0.1:8265",
+		"COUNCIL_RAY_AGENT_DIR":   "gcs://_ray_pkg_council_agent.zip",
+		"COUNCIL_LOG_LEVEL":       "DEBUG",
+		"COUNCIL_LEGACY_SUBJECTS": "TRUE",
 	}))
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
 	}
 	want := host.Config{
-		Port:        9090,
-		Transport:   host.TransportJetStream,
-		NATSURL:     "nats://nats.council:4222",
-		LLMURL:      "https://llm.example/v1",
-		LLMModel:    "qwen",
-		LLMModels:   []string{"llama", "qwen"},
-		LLMTimeout:  150 * time.Second,
-		LLMRetries:  0,
-		LLMAPIKey:   "sk-test",
-		Sink:        "http://broker-ingress.knative-eventing.svc/council/default",
-		Source:      "council.dev/custom",
-		RayAddress:  "http://127.0.0.1:8265",
-		RayAgentDir: "gcs://_ray_pkg_council_agent.zip",
-		LogLevel:    "debug",
-		NATS:        natsjs.DefaultTopology(),
+		Port:           9090,
+		Transport:      host.TransportJetStream,
+		NATSURL:        "nats://nats.council:4222",
+		LLMURL:         "https://llm.example/v1",
+		LLMModel:       "qwen",
+		LLMModels:      []string{"llama", "qwen"},
+		LLMTimeout:     150 * time.Second,
+		LLMRetries:     0,
+		LLMAPIKey:      "sk-test",
+		Sink:           "http://broker-ingress.knative-eventing.svc/council/default",
+		Source:         "council.dev/custom",
+		RayAddress:     "http://127.0.0.1:8265",
+		RayAgentDir:    "gcs://_ray_pkg_council_agent.zip",
+		LogLevel:       "debug",
+		NATS:           natsjs.DefaultTopology(),
+		LegacySubjects: true,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -93,7 +95,8 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	}
 	if job.NATSURL != got.NATSURL || job.LLMURL != got.LLMURL || job.LLMModel != got.LLMModel ||
 		!cmp.Equal(job.LLMModels, got.LLMModels) || job.LLMTimeout != got.LLMTimeout ||
-		job.LLMRetries != got.LLMRetries || job.LLMAPIKey != got.LLMAPIKey || job.LogLevel != got.LogLevel {
+		job.LLMRetries != got.LLMRetries || job.LLMAPIKey != got.LLMAPIKey || job.LogLevel != got.LogLevel ||
+		job.LegacySubjects != got.LegacySubjects {
 		t.Errorf("config from JobEnv %+v differs from %+v", job, got)
 	}
 	if got.SourceFor("execute") != "council.dev/custom" {
@@ -122,6 +125,8 @@ func TestLoadConfigRejectsInvalidValues(t *testing.T) {
 		{"COUNCIL_LLM_RETRIES", "three"},
 		{"COUNCIL_LLM_RETRIES", "-1"},
 		{"COUNCIL_LOG_LEVEL", "verbose"},
+		{"COUNCIL_LEGACY_SUBJECTS", "yes"},
+		{"COUNCIL_LEGACY_SUBJECTS", "on"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {

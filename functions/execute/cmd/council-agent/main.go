@@ -8,8 +8,10 @@
 // Environment: COUNCIL_REQUEST (base64 of the deliberation.requested event,
 // structured JSON) or COUNCIL_REQUEST_FILE (a file holding it, relative to
 // the working directory), COUNCIL_DELIBERATION_ID, and the host
-// configuration: COUNCIL_NATS_URL, COUNCIL_LLM_URL, COUNCIL_LLM_MODEL and
-// the other COUNCIL_LLM_* variables (docs/CONVENTIONS.md).
+// configuration: COUNCIL_NATS_URL, COUNCIL_LLM_URL, COUNCIL_LLM_MODEL, the
+// other COUNCIL_LLM_* variables and COUNCIL_LEGACY_SUBJECTS (also publish
+// the outcome on the old fleet's agent.response.* subjects), see
+// docs/CONVENTIONS.md.
 //
 // Exit status: 0 completed, 1 failed (or stopped, or the state could not be
 // written), 2 bad input. The last line it writes is
@@ -17,12 +19,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"council.dev/functions/execute"
+	"council.dev/shared/adapters/legacy"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 	"council.dev/shared/host"
@@ -96,6 +100,19 @@ func run() int {
 	agent := &execute.Agent{
 		Store: store, Emitter: publisher, LLM: llm, Tokens: tokens,
 		Source: cfg.SourceFor("council-agent"), Log: log,
+	}
+	if cfg.LegacySubjects {
+		lp, err := legacy.New(js, legacy.WithLogger(log), legacy.WithReplicas(cfg.NATS.Replicas))
+		if err != nil {
+			return fail(exitBadInput, "legacy publisher", err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = lp.Setup(sctx)
+		cancel()
+		if err != nil {
+			return fail(exitFailed, "legacy stream", err)
+		}
+		agent.Legacy = lp
 	}
 	d, err := agent.Run(ctx, id, task)
 	if err != nil {

@@ -4,7 +4,9 @@
 // It answers the queries of openapi.yaml on the same port. With
 // COUNCIL_RAY_ADDRESS set it runs backend ray requests as Ray jobs of
 // council-agent, found in COUNCIL_RAY_AGENT_DIR (default: next to this
-// binary).
+// binary). With COUNCIL_LEGACY_SUBJECTS=true it also publishes the end of
+// every deliberation on the old fleet's agent.response.* subjects (stream
+// AGENT_RESPONSES, set up at start).
 package main
 
 import (
@@ -13,10 +15,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/functions/execute"
+	"council.dev/shared/adapters/legacy"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/rayjobs"
 	"council.dev/shared/council"
@@ -72,7 +77,16 @@ func run() int {
 		if err != nil {
 			return host.Function{}, err
 		}
-		fn, err := build(ctx, cfg, js, sink, opts)
+		fnOpts := opts
+		if cfg.LegacySubjects {
+			lp, err := legacyPublisher(ctx, cfg, js, log)
+			if err != nil {
+				nc.Close()
+				return host.Function{}, err
+			}
+			fnOpts = append(slices.Clip(opts), execute.WithLegacy(lp))
+		}
+		fn, err := build(ctx, cfg, js, sink, fnOpts)
 		if err != nil {
 			nc.Close()
 			return host.Function{}, err
@@ -104,6 +118,22 @@ func build(ctx context.Context, cfg host.Config, js jetstream.JetStream, sink co
 		}
 	}
 	return execute.New(store, emitter, opts...)
+}
+
+// legacyPublisher returns the publisher of the old fleet's subjects, its
+// stream set up (COUNCIL_LEGACY_SUBJECTS).
+func legacyPublisher(ctx context.Context, cfg host.Config, js jetstream.JetStream, log *slog.Logger) (*legacy.Publisher, error) {
+	p, err := legacy.New(js, legacy.WithLogger(log), legacy.WithReplicas(cfg.NATS.Replicas))
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.Setup(sctx); err != nil {
+		return nil, err
+	}
+	log.Info("legacy subjects enabled", "stream", legacy.DefaultStream)
+	return p, nil
 }
 
 // agentDir is the working directory of the council-agent job:
