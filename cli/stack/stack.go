@@ -53,6 +53,11 @@ type Config struct {
 	// DuplicateDelivery hands every event to every function twice (test aid
 	// for idempotency).
 	DuplicateDelivery bool
+	// AckWait is how long a delivered event may go unacknowledged before
+	// JetStream delivers it again (0: 30s). Handlers that run longer keep
+	// their events with in-progress acks, so a short wait only shortens the
+	// recovery of events whose handler died.
+	AckWait time.Duration
 	// Completer, when set, replaces the LLM client (tests of the wiring).
 	Completer council.Completer
 	// RayAddress, when set, is the Ray dashboard URL: execute then runs
@@ -91,6 +96,7 @@ type Stack struct {
 	execOpts   []execute.Option
 	execLog    *slog.Logger
 	duplicate  bool
+	ackWait    time.Duration
 	exec       *execute.Function
 	execCancel context.CancelFunc
 	execDone   chan struct{}
@@ -228,7 +234,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		conc = 4
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel, s.runCtx, s.duplicate = cancel, runCtx, cfg.DuplicateDelivery
+	s.cancel, s.runCtx, s.duplicate, s.ackWait = cancel, runCtx, cfg.DuplicateDelivery, cfg.AckWait
+	if s.ackWait <= 0 {
+		s.ackWait = 30 * time.Second
+	}
 	if err := s.startExecute(); err != nil {
 		return nil, err
 	}
@@ -242,7 +251,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		{"critique", critique.Types, crit.Handle, conc},
 	} {
 		opts := []natsjs.Option{natsjs.WithLogger(log.With("function", f.name)), natsjs.WithConcurrency(f.conc),
-			natsjs.WithBackoff(200*time.Millisecond, 5*time.Second)}
+			natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait)}
 		if cfg.DuplicateDelivery {
 			opts = append(opts, natsjs.WithDuplicateDelivery())
 		}
@@ -276,7 +285,7 @@ func (s *Stack) startExecute() error {
 		return err
 	}
 	opts := []natsjs.Option{natsjs.WithLogger(s.execLog), natsjs.WithConcurrency(8),
-		natsjs.WithBackoff(200*time.Millisecond, 5*time.Second)}
+		natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait)}
 	if s.duplicate {
 		opts = append(opts, natsjs.WithDuplicateDelivery())
 	}
