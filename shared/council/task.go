@@ -109,6 +109,14 @@ const (
 	MaxRetriesLimit   = 10
 	MaxDescription    = 64 << 10
 	MaxTokensLimit    = 32768
+	// MaxResultBytes bounds the estimated size of everything a deliberation
+	// produces: its state and its completed event are each one NATS message
+	// (1 MiB by default), with room to spare for the task and the envelope.
+	MaxResultBytes = 768 << 10
+	// bytesPerToken and critiqueBytes are the estimate's upper bounds for a
+	// token of text and a critique bounded by CritiqueSchema.
+	bytesPerToken = 4
+	critiqueBytes = 2 << 10
 )
 
 // DefaultRubric is the rubric critiques score when the task names none.
@@ -250,6 +258,10 @@ func (t Task) Validate() error {
 	}
 	if c.MaxTokens < 1 || c.MaxTokens > MaxTokensLimit {
 		add("max_tokens must be between 1 and %d", MaxTokensLimit)
+	} else if size := t.resultSize(); size > MaxResultBytes {
+		add("agents × (rounds + 1) × max_tokens could produce about %d KiB of proposals and critiques, more than the %d KiB "+
+			"a deliberation's state and result may hold (a NATS message): lower max_tokens, rounds or the number of agents",
+			size>>10, MaxResultBytes>>10)
 	}
 	for i, r := range c.Rubric {
 		if !criterionPattern.MatchString(r) {
@@ -260,6 +272,17 @@ func (t Task) Validate() error {
 		return Invalidf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// resultSize estimates the largest output of t: every proposal of every
+// stage at max_tokens, and every critique.
+func (t Task) resultSize() int {
+	c := t.Constraints
+	agents, stages := len(t.Agents), c.Rounds+1
+	if t.Kind.SinglePass() {
+		return agents * c.MaxTokens * bytesPerToken
+	}
+	return agents*stages*c.MaxTokens*bytesPerToken + agents*c.Peers*stages*critiqueBytes
 }
 
 // ModelFor returns the model agent a uses for t.
