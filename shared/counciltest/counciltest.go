@@ -22,6 +22,9 @@ import (
 // text otherwise. Every request is recorded.
 type Completer struct {
 	CompleteFunc func(ctx context.Context, req council.CompletionRequest) (council.Completion, error)
+	// Models, when set, is the allow-list: a request naming another model
+	// gets an error wrapping council.ErrInvalid, as the port requires.
+	Models []string
 
 	mu       sync.Mutex
 	requests []council.CompletionRequest
@@ -34,6 +37,9 @@ func (c *Completer) Complete(ctx context.Context, req council.CompletionRequest)
 	c.mu.Lock()
 	c.requests = append(c.requests, req)
 	c.mu.Unlock()
+	if req.Model != "" && len(c.Models) > 0 && !slices.Contains(c.Models, req.Model) {
+		return council.Completion{}, fmt.Errorf("counciltest: model %q: %w: not allowed", req.Model, council.ErrInvalid)
+	}
 	if c.CompleteFunc != nil {
 		return c.CompleteFunc(ctx, req)
 	}

@@ -2,6 +2,7 @@ package counciltest_test
 
 import (
 	"testing"
+	"time"
 
 	"council.dev/shared/council"
 	"council.dev/shared/counciltest"
@@ -9,4 +10,21 @@ import (
 
 func TestMemoryStoreContract(t *testing.T) {
 	counciltest.TestStore(t, func(*testing.T) council.Store { return counciltest.NewStore() })
+}
+
+func TestFakeCompleterContract(t *testing.T) {
+	counciltest.TestCompleter(t, counciltest.CompleterContract{
+		New:   func(*testing.T) council.Completer { return &counciltest.Completer{Models: []string{"fake"}} },
+		Model: "fake", Disallowed: "not-served",
+	})
+}
+
+func TestFakeJobRunnerContract(t *testing.T) {
+	counciltest.TestJobRunner(t, counciltest.JobRunnerContract{
+		New: func(*testing.T) council.JobRunner { return &counciltest.JobRunner{} },
+		LongJob: func(_ *testing.T, name string) council.JobSpec {
+			return council.JobSpec{SubmissionID: "fake-" + name, Entrypoint: "sleep 600"}
+		},
+		Within: time.Second,
+	})
 }

@@ -1,5 +1,11 @@
 package rayjobs
 
+// Unit tests of the adapter's own logic (error classification, runtime env
+// merge, options), some against httptest servers playing statuses a real Ray
+// cannot easily be made to send. The port's contract runs against the real
+// Ray head in contract_test.go (counciltest.TestJobRunner) and
+// rayjobs_test.go.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,9 @@
 package rayjobs
 
+// Unit tests of the working-dir packaging and its cache, against an httptest
+// server playing Ray's package API so that uploads can be counted. Uploads to
+// the real Ray head are covered by rayjobs_test.go (TestJobSeesEnvAndWorkingDir).
+
 import (
 	"context"
 	"net/http"

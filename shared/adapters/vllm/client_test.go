@@ -3,7 +3,8 @@ package vllm_test
 // Unit tests of the adapter's own logic: option validation, request mapping,
 // error classification, retry and backoff, stream assembly. They use
 // httptest servers that play scripted answers; the behaviour of a real
-// server is covered by server_test.go.
+// server is covered by server_test.go and by the Completer contract
+// (counciltest.TestCompleter) in contract_test.go.
 
 import (
 	"context"

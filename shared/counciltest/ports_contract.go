@@ -1,0 +1,139 @@
+package counciltest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"council.dev/shared/council"
+)
+
+// CompleterContract describes the Completer under test.
+type CompleterContract struct {
+	// New returns the Completer under test.
+	New func(t *testing.T) council.Completer
+	// Model is a model the Completer serves; Disallowed one it must refuse.
+	Model, Disallowed string
+}
+
+// TestCompleter is the contract every council.Completer passes: the fake
+// and the vllm adapter against a real OpenAI-compatible server run it.
+func TestCompleter(t *testing.T, c CompleterContract) {
+	ctx := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	messages := []council.Message{
+		{Role: "system", Content: "You are a member of a council of software engineering agents."},
+		{Role: "user", Content: "Write your proposal for a rate limiter."},
+	}
+	t.Run("completion has content and usage", func(t *testing.T) {
+		got, err := c.New(t).Complete(ctx(t), council.CompletionRequest{Model: c.Model, Messages: messages, Temperature: 0.7, MaxTokens: 16})
+		if err != nil {
+			t.Fatalf("Complete: %v", err)
+		}
+		if strings.TrimSpace(got.Content) == "" || got.Usage.CompletionTokens == 0 {
+			t.Errorf("completion %+v: want content and completion tokens", got)
+		}
+	})
+	t.Run("streamed tokens add up to the content", func(t *testing.T) {
+		var streamed strings.Builder
+		got, err := c.New(t).Complete(ctx(t), council.CompletionRequest{
+			Model: c.Model, Messages: messages, Temperature: 0.7, MaxTokens: 16,
+			OnToken: func(s string) { streamed.WriteString(s) },
+		})
+		if err != nil {
+			t.Fatalf("Complete: %v", err)
+		}
+		if streamed.Len() == 0 || streamed.String() != got.Content {
+			t.Errorf("streamed %q, content %q: want the same, non-empty", streamed.String(), got.Content)
+		}
+	})
+	t.Run("structured output follows the critique schema", func(t *testing.T) {
+		rubric := []string{"correctness", "clarity"}
+		s := council.CritiqueSchema(rubric)
+		got, err := c.New(t).Complete(ctx(t), council.CompletionRequest{
+			Model: c.Model, Messages: messages, Temperature: 0.2, MaxTokens: council.CritiqueMaxTokens, Schema: &s,
+		})
+		if err != nil {
+			t.Fatalf("Complete: %v", err)
+		}
+		if _, err := council.ParseCritique(got.Content, rubric); err != nil {
+			t.Errorf("structured output %q: %v", got.Content, err)
+		}
+	})
+	t.Run("a model outside the allow-list is invalid", func(t *testing.T) {
+		_, err := c.New(t).Complete(ctx(t), council.CompletionRequest{Model: c.Disallowed, Messages: messages, MaxTokens: 4})
+		if !errors.Is(err, council.ErrInvalid) {
+			t.Errorf("Complete with model %q: err %v, want ErrInvalid", c.Disallowed, err)
+		}
+	})
+}
+
+// JobRunnerContract describes the JobRunner under test.
+type JobRunnerContract struct {
+	// New returns the JobRunner under test.
+	New func(t *testing.T) council.JobRunner
+	// LongJob returns the spec of a job that runs until it is stopped, with
+	// a submission id no other test uses.
+	LongJob func(t *testing.T, name string) council.JobSpec
+	// Within bounds how long a stopped job may take to report it.
+	Within time.Duration
+}
+
+// TestJobRunner is the contract every council.JobRunner passes: the
+// in-memory fake and the rayjobs adapter against a real Ray head run it.
+func TestJobRunner(t *testing.T, c JobRunnerContract) {
+	ctx := context.Background()
+	t.Run("an unknown job is not found", func(t *testing.T) {
+		spec := c.LongJob(t, "unknown")
+		if _, err := c.New(t).Get(ctx, spec.SubmissionID); !errors.Is(err, council.ErrNotFound) {
+			t.Errorf("Get(never submitted): err %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("submit is idempotent and stop ends the job", func(t *testing.T) {
+		r := c.New(t)
+		spec := c.LongJob(t, "contract")
+		first, err := r.Submit(ctx, spec)
+		if err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
+		t.Cleanup(func() { _ = r.Stop(context.Background(), spec.SubmissionID) })
+		again, err := r.Submit(ctx, spec)
+		if err != nil {
+			t.Fatalf("second Submit of %s: %v, want the first job", spec.SubmissionID, err)
+		}
+		if first.SubmissionID != spec.SubmissionID || again.SubmissionID != spec.SubmissionID {
+			t.Errorf("submission ids %q, %q; want %q twice", first.SubmissionID, again.SubmissionID, spec.SubmissionID)
+		}
+		if info, err := r.Get(ctx, spec.SubmissionID); err != nil || info.SubmissionID != spec.SubmissionID {
+			t.Fatalf("Get after Submit: %+v, %v", info, err)
+		}
+		if err := r.Stop(ctx, spec.SubmissionID); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		deadline := time.Now().Add(c.Within)
+		for {
+			info, err := r.Get(ctx, spec.SubmissionID)
+			if err != nil {
+				t.Fatalf("Get after Stop: %v", err)
+			}
+			if info.State.Terminal() {
+				if info.State == council.JobSucceeded {
+					t.Errorf("a stopped long job ended %s", info.State)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job still %s %s after Stop", info.State, c.Within)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err := r.Stop(ctx, spec.SubmissionID); err != nil {
+			t.Errorf("Stop of an ended job: %v, want no error", err)
+		}
+	})
+}
