@@ -15,7 +15,8 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: dev
-dev: llm-up ## The main job: embedded NATS + the three functions + the local LLM server; runs a 3-agent deliberation and prints the ranked result
+dev: ## The main job: embedded NATS + the three functions + the local LLM server (unless COUNCIL_LLM_URL names another); one 3-agent deliberation, ranked result printed
+	@if [ -z "$$COUNCIL_LLM_URL" ]; then scripts/llm-server.sh all; fi
 	COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} go run ./cli/cmd/council dev
 
 .PHONY: test

@@ -94,7 +94,11 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
+	// Let the progress lines already received print before the result.
 	_ = sub.Drain()
+	for wait := time.Now().Add(time.Second); sub.IsValid() && time.Now().Before(wait); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if out.Failed != nil {
 		return fmt.Errorf("deliberation %s failed after %s: %s", id, time.Since(start).Round(time.Millisecond), out.Failed.Reason)
 	}
