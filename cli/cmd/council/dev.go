@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -72,15 +71,17 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	defer s.Close()
 	fmt.Fprintf(stdout, "council dev: NATS JetStream at %s, LLM %s (model %s)\n", s.URL, *llmURL, *model)
 
-	sub, err := s.NC.Subscribe(s.Topology.EventsSubjectPrefix+".>", func(m *nats.Msg) { progress(stdout, m.Data) })
+	// A fresh event id per run: the deliberation id derives from source + id.
+	ev.SetID(fmt.Sprintf("dev-%d", time.Now().UnixNano()))
+	id := council.DeliberationID(ev.Source(), ev.ID())
+	// The same event lines and progress as `council watch`; NATS calls the
+	// handler of one subscription on one goroutine.
+	lines := newWatcher(stdout, id, false)
+	sub, err := s.NC.Subscribe(s.Topology.EventsSubjectPrefix+".>", func(m *nats.Msg) { lines.event(m.Data) })
 	if err != nil {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-
-	// A fresh event id per run: the deliberation id derives from source + id.
-	ev.SetID(fmt.Sprintf("dev-%d", time.Now().UnixNano()))
-	id := council.DeliberationID(ev.Source(), ev.ID())
 	data, _ := json.Marshal(ev)
 	if _, err := s.JS.Publish(ctx, s.Topology.EventSubject(ev.Type()), data, jetstreamMsgID(ev.ID())...); err != nil {
 		return fmt.Errorf("send request: %w", err)
@@ -111,49 +112,6 @@ func envOr(getenv func(string) string, key, def string) string {
 		return v
 	}
 	return def
-}
-
-// progress prints one line per council event seen on the broker.
-func progress(w io.Writer, data []byte) {
-	var e event.Event
-	if json.Unmarshal(data, &e) != nil {
-		return
-	}
-	var p struct {
-		Key      string `json:"key"`
-		Attempt  int    `json:"attempt"`
-		Error    string `json:"error"`
-		Proposal *struct {
-			AgentID string `json:"agent_id"`
-			Usage   struct {
-				Total int `json:"total_tokens"`
-			} `json:"usage"`
-			DurationMS int64 `json:"duration_ms"`
-		} `json:"proposal"`
-		Critique *struct {
-			ReviewerID string  `json:"reviewer_id"`
-			AuthorID   string  `json:"author_id"`
-			Overall    float64 `json:"overall"`
-			DurationMS int64   `json:"duration_ms"`
-		} `json:"critique"`
-	}
-	_ = json.Unmarshal(e.Data(), &p)
-	name := strings.TrimPrefix(e.Type(), "dev.council.")
-	switch {
-	case e.Type() == events.TypeCritiqueRequested:
-		fmt.Fprintf(w, "  %-26s %s (attempt %d)\n", name, p.Key, p.Attempt)
-	case p.Proposal != nil:
-		fmt.Fprintf(w, "  %-26s %-24s %5d tokens %6dms\n", name, p.Proposal.AgentID, p.Proposal.Usage.Total, p.Proposal.DurationMS)
-	case p.Critique != nil:
-		fmt.Fprintf(w, "  %-26s %-24s → %-20s overall %.2f %6dms\n", name, p.Critique.ReviewerID, p.Critique.AuthorID, p.Critique.Overall, p.Critique.DurationMS)
-	case p.Error != "":
-		fmt.Fprintf(w, "  %-26s %-24s attempt %d: %s\n", name, p.Key, p.Attempt, p.Error)
-	case p.Key != "":
-		fmt.Fprintf(w, "  %-26s %s (attempt %d)\n", name, p.Key, p.Attempt)
-	case e.Type() == events.TypeSweepTick:
-	default:
-		fmt.Fprintf(w, "  %s\n", name)
-	}
 }
 
 func printResult(w io.Writer, c *events.Completed, took time.Duration) {
