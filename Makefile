@@ -48,8 +48,8 @@ images: ## Build the function images with ko, offline (loopback registry, own ba
 	scripts/images.sh
 
 .PHONY: bench
-bench: ## Run every benchmark next to its baseline (docs/benchmarks.md), in each module that has some
-	@set -e; for m in $(MODULES); do \
+bench: llm-up ## Run every benchmark next to its baseline (docs/benchmarks.md), in each module that has some
+	@export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)}; set -e; for m in $(MODULES); do \
 		pkgs=$$(cd $$m && grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u); \
 		if [ -n "$$pkgs" ]; then echo "== $$m"; (cd $$m && go test $(BENCH_FLAGS) $$pkgs); fi; \
 	done
@@ -60,7 +60,7 @@ lint: ## golangci-lint v2 (one root config) over every module
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...); done
 
 .PHONY: llm-up
-llm-up: ## Install (first time: builds llama.cpp) and start the local LLM server with the generated tiny model
+llm-up: ## Install (prebuilt llama.cpp server wheel, seconds) and start the local LLM server with the generated tiny model
 	scripts/llm-server.sh all
 
 .PHONY: llm-down

@@ -125,7 +125,7 @@ func TestTimeoutRoundsUpToWholeSeconds(t *testing.T) {
 func proposal(agent, role string, stage int, content string) council.Proposal {
 	return council.Proposal{
 		AgentID: agent, Role: role, Stage: stage, Content: content, Model: "council-tiny",
-		Usage:    council.Usage{PromptTokens: 100, CompletionTokens: 50, TotalTokens: 150},
+		Usage:    council.Usage{PromptTokens: 100, CompletionTokens: 50, TotalTokens: 150, CachedTokens: 40},
 		Duration: 1234 * time.Millisecond, Attempt: 1,
 	}
 }
@@ -440,7 +440,7 @@ func TestDeliberationThroughTheCodec(t *testing.T) {
 	}
 	want := events.Completed{
 		DeliberationID: d.ID, TaskID: "task-42", Kind: "deliberation", Backend: "functions", Status: "completed",
-		Usage:      events.Usage{PromptTokens: 6*100 + 12*200, CompletionTokens: 6*50 + 12*40, TotalTokens: 6*150 + 12*240},
+		Usage:      events.Usage{PromptTokens: 6*100 + 12*200, CompletionTokens: 6*50 + 12*40, TotalTokens: 6*150 + 12*240, CachedTokens: 6 * 40},
 		DurationMS: d.FinishedAt.Sub(t0).Milliseconds(), StartedAt: t0, FinishedAt: d.FinishedAt,
 	}
 	if diff := cmp.Diff(want, got, ignoreLists); diff != "" {

@@ -90,15 +90,15 @@ func (a Agent) agent() council.Agent {
 }
 
 func usageOf(u council.Usage) Usage {
-	return Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+	return Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens, CachedTokens: u.CachedTokens}
 }
 
 func (u Usage) usage() council.Usage {
-	return council.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+	return council.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens, CachedTokens: u.CachedTokens}
 }
 
 func (u Usage) check(path string) error {
-	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.TotalTokens < 0 {
+	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.TotalTokens < 0 || u.CachedTokens < 0 {
 		return council.Invalidf("%s.usage: token counts must not be negative", path)
 	}
 	return nil

@@ -64,6 +64,9 @@ type Usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
 	TotalTokens      int `json:"total_tokens"`
+	// CachedTokens are prompt tokens served from the LLM server's prefix
+	// cache (omitted when the server reports none).
+	CachedTokens int `json:"cached_tokens,omitempty"`
 }
 
 // Proposal is an agent's answer at one stage (0: first proposal, ≥ 1: revision).

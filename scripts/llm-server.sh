@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A real OpenAI-compatible LLM server for council's tests and local runs:
-# llama.cpp through llama-cpp-python (built from source from PyPI), serving
-# council-tiny, a tiny random-weight llama model that make_tiny_gguf.py
-# generates deterministically with a real tokenizer. Nothing comes from a
+# llama.cpp's own C++ server from the prebuilt xllamacpp wheel (no C/C++
+# compilation), serving council-tiny, a tiny random-weight llama model that
+# make_tiny_gguf.py generates deterministically with a real tokenizer. The
+# server decodes several requests at once (parallel slots, continuous
+# batching), caches prompts and reports cached_tokens, and answers
+# response_format json_schema itself, as vLLM does. Nothing comes from a
 # model hub. Everything lives under <repo>/.cache/llm (gitignored).
 #
 # usage: scripts/llm-server.sh install|model|start|stop|status|url|all
-#   install  venv + llama-cpp-python[server] (built once, wheel kept), gguf, numpy
+#   install  venv + xllamacpp, gguf, numpy (prebuilt wheels, pinned)
 #   model    .cache/llm/council-tiny.gguf (regenerated when the generator changes)
 #   start    install + model when missing, then start the server and wait for it
 #            (log and pid file: .cache/llm/server-$PORT.{log,pid})
@@ -15,24 +18,30 @@
 #   url      print the base URL for COUNCIL_LLM_URL
 #   all      install + model + start
 #
-# environment: COUNCIL_LLM_PORT (8088), PYTHON (python3) for the venv.
+# environment: COUNCIL_LLM_PORT (8088), COUNCIL_LLM_SLOTS (4, requests
+# decoded together), PYTHON (python3) for the venv.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache/llm"
 VENV="$CACHE/venv"
 PY="$VENV/bin/python"
-WHEELS="$CACHE/wheels"
-SDIST_DIR="$CACHE/sdist"
 MODEL="$CACHE/council-tiny.gguf"
-VOCAB="$CACHE/ggml-vocab-llama-spm.gguf"
+VOCAB="$CACHE/ggml-vocab-gpt-2.gguf"
 
-LLAMA_CPP_PYTHON_VERSION=0.3.36
+XLLAMACPP_VERSION=2026.10.11549
 GGUF_VERSION=0.19.0
 NUMPY_VERSION=2.4.6
+# The tokenizer comes from llama.cpp's tokenizer test files, which the
+# xllamacpp source archive vendors (thirdparty/llama.cpp/models). Only that
+# one file is read from it; nothing is built.
+VOCAB_SDIST_URL="https://files.pythonhosted.org/packages/87/62/b6dfaaf346d3d4fd0e2a2df755f2693b77673f2735da7ba0592af9d2f09e/xllamacpp-$XLLAMACPP_VERSION.tar.gz"
+VOCAB_SDIST_SHA256=c17ee1163006f70726abb9f72137830818f3d8cb60bfc34cb232d08428eaa22b
+VOCAB_MEMBER="xllamacpp-$XLLAMACPP_VERSION/thirdparty/llama.cpp/models/ggml-vocab-gpt-2.gguf"
 MODEL_ALIAS=council-tiny
 HOST=127.0.0.1
 PORT="${COUNCIL_LLM_PORT:-8088}"
+SLOTS="${COUNCIL_LLM_SLOTS:-4}"
 URL="http://$HOST:$PORT/v1"
 LOG="$CACHE/server-$PORT.log"
 PIDFILE="$CACHE/server-$PORT.pid"
@@ -55,59 +64,55 @@ run_logged() {
 }
 
 installed() {
-	[[ -x "$PY" ]] && "$PY" - "$LLAMA_CPP_PYTHON_VERSION" "$GGUF_VERSION" <<'EOF' >/dev/null 2>&1
+	[[ -x "$PY" ]] && "$PY" - "$XLLAMACPP_VERSION" "$GGUF_VERSION" "$NUMPY_VERSION" <<'EOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-import llama_cpp.server.app, gguf, numpy, uvicorn  # noqa: F401
-assert version("llama_cpp_python") == sys.argv[1], "llama-cpp-python version"
+import xllamacpp, gguf, numpy  # noqa: F401
+assert version("xllamacpp") == sys.argv[1], "xllamacpp version"
 assert version("gguf") == sys.argv[2], "gguf version"
+assert version("numpy") == sys.argv[3], "numpy version"
 EOF
-}
-
-sdist() {
-	local f="$SDIST_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
-	if [[ ! -s "$f" ]]; then
-		mkdir -p "$SDIST_DIR"
-		run_logged "$CACHE/sdist.log" "$VENV/bin/pip" download --no-deps --no-binary :all: \
-			-d "$SDIST_DIR" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
-	fi
-	[[ -s "$f" ]] || die "no sdist at $f"
-	echo "$f"
 }
 
 cmd_install() {
 	installed && return 0
 	mkdir -p "$CACHE"
 	[[ -x "$PY" ]] || run_logged "$CACHE/install.log" "${PYTHON:-python3}" -m venv "$VENV"
-	# Build llama-cpp-python from its sdist once (it compiles llama.cpp: minutes),
-	# keep the wheel in .cache/llm/wheels so that a new venv installs in seconds.
-	if ! compgen -G "$WHEELS/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION-*.whl" >/dev/null; then
-		local src
-		src="$(sdist)"
-		echo "llm-server: building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (a few minutes)..." >&2
-		CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" run_logged "$CACHE/build.log" \
-			"$VENV/bin/pip" wheel --no-deps -w "$WHEELS" "$src"
-	fi
-	run_logged "$CACHE/install.log" "$VENV/bin/pip" install --find-links "$WHEELS" \
-		"llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION" \
-		"gguf==$GGUF_VERSION" "numpy==$NUMPY_VERSION"
-	installed || die "install finished but llama_cpp.server does not import; see $CACHE/install.log"
+	# --only-binary: a wheel or nothing; a source build here would be a bug.
+	run_logged "$CACHE/install.log" "$VENV/bin/pip" install --only-binary :all: \
+		"xllamacpp==$XLLAMACPP_VERSION" "gguf==$GGUF_VERSION" "numpy==$NUMPY_VERSION"
+	installed || die "install finished but xllamacpp does not import; see $CACHE/install.log"
+}
+
+# vocab: llama.cpp's GPT-2 vocab-only GGUF, read out of the pinned source
+# archive (checked against its SHA-256) without unpacking the rest.
+vocab() {
+	[[ -s "$VOCAB" ]] && return 0
+	run_logged "$CACHE/vocab.log" "$PY" - "$VOCAB_SDIST_URL" "$VOCAB_SDIST_SHA256" "$VOCAB_MEMBER" "$VOCAB" <<'EOF'
+import hashlib, io, os, sys, tarfile, urllib.request
+url, want, member, out = sys.argv[1:]
+with urllib.request.urlopen(url, timeout=120) as r:
+    data = r.read()
+got = hashlib.sha256(data).hexdigest()
+if got != want:
+    sys.exit(f"{url}: sha256 {got}, want {want}")
+with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    body = tar.extractfile(member).read()
+with open(out + ".tmp", "wb") as f:
+    f.write(body)
+os.replace(out + ".tmp", out)
+EOF
 }
 
 cmd_model() {
 	cmd_install
-	# The stamp ties the model to the generator and the versions that made it.
+	# The stamp ties the model to the generator and the inputs that made it.
 	local stamp
-	stamp="$(cat "$ROOT/scripts/make_tiny_gguf.py" - <<<"$LLAMA_CPP_PYTHON_VERSION $GGUF_VERSION $NUMPY_VERSION" | sha256sum | cut -d' ' -f1)"
+	stamp="$(cat "$ROOT/scripts/make_tiny_gguf.py" - <<<"$VOCAB_MEMBER $VOCAB_SDIST_SHA256 $GGUF_VERSION $NUMPY_VERSION" | sha256sum | cut -d' ' -f1)"
 	if [[ -s "$MODEL" && "$(cat "$MODEL.stamp" 2>/dev/null)" == "$stamp" ]]; then
 		return 0
 	fi
-	if [[ ! -s "$VOCAB" ]]; then
-		local src
-		src="$(sdist)"
-		tar -xzf "$src" -O "llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf" >"$VOCAB.tmp"
-		mv "$VOCAB.tmp" "$VOCAB"
-	fi
+	vocab
 	run_logged "$CACHE/model.log" "$PY" "$ROOT/scripts/make_tiny_gguf.py" --vocab "$VOCAB" --out "$MODEL"
 	echo "$stamp" >"$MODEL.stamp"
 }
@@ -156,18 +161,12 @@ cmd_start() {
 	if answers; then
 		die "something else already answers on $URL (not started by this script); stop it or set COUNCIL_LLM_PORT"
 	fi
-	# interrupt_requests false: by default llama-cpp-python cuts off a running
-	# stream when another request arrives; council's agents call concurrently.
-	# The server handles one completion at a time; others wait their turn.
-	# logits_all false: no logits kept for every prompt token (no logprobs
-	# then), which makes a cold 2k-token prompt 4x faster. One thread for
-	# generation: this model is so small that a second thread costs more in
-	# synchronisation than it brings, and the tests need the other core.
+	# One thread for generation: this model is so small that a second thread
+	# costs more in synchronisation than it brings, and the tests need the
+	# other core. The slots decode together, one batch per step.
 	setsid nohup "$PY" "$ROOT/scripts/llm_server.py" \
-		--model "$MODEL" --model_alias "$MODEL_ALIAS" \
-		--host "$HOST" --port "$PORT" \
-		--n_ctx 8192 --n_batch 512 --n_threads 1 --n_threads_batch 2 \
-		--logits_all false --interrupt_requests false --verbose false \
+		--model "$MODEL" --alias "$MODEL_ALIAS" --host "$HOST" --port "$PORT" \
+		--parallel "$SLOTS" --ctx-per-slot 8192 --threads 1 --threads-batch 2 \
 		</dev/null >"$LOG" 2>&1 &
 	echo $! >"$PIDFILE"
 	wait_until_answers
@@ -209,7 +208,7 @@ all)
 	cmd_start
 	;;
 *)
-	sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 	;;
 esac

@@ -2,15 +2,29 @@
 """Write council-tiny, a tiny llama-architecture GGUF model with random weights.
 
 The model exists so that tests can talk to a real OpenAI-compatible server
-(llama.cpp through llama-cpp-python) on a CPU in seconds. Its weights are
-random, drawn from a fixed seed, so its output is babble, but it runs every
-part of the server for real: tokenizer, chat template, sampling, grammar
-constrained (JSON schema) output, streaming.
+(llama.cpp's own server, from the prebuilt xllamacpp wheel) on a CPU in
+seconds. Its weights are random, drawn from a fixed seed, so its output is
+babble, but it runs every part of the server for real: tokenizer, chat
+template, sampling, schema-constrained (JSON schema) output, streaming,
+parallel slots, prompt caching.
 
-The tokenizer is a real one: every tokenizer.* key is copied from the
+The tokenizer is a real one: every tokenizer.* key is copied from a
 vocab-only GGUF that llama.cpp ships for its own tokenizer tests
-(models/ggml-vocab-llama-spm.gguf, a 32000-token SentencePiece vocabulary).
-Nothing is downloaded from a model hub.
+(models/ggml-vocab-gpt-2.gguf, GPT-2's 50257-token byte-level BPE). A
+byte-level BPE vocabulary, because llama.cpp's structured-output engine
+(LLGuidance) cannot build its token trie from the SentencePiece test vocab
+("Failed to initialize samplers"). Nothing is downloaded from a model hub.
+
+Random weights alone make a model that a JSON schema cannot stop: it pads
+JSON with whitespace until max_tokens, and it splits multi-byte characters
+across tokens into invalid UTF-8, which the server's output parser rejects
+(HTTP 500). So one dimension of the residual stream is a constant "bias
+channel" (the same value in every token embedding, never written by a
+layer), and the output projection reads it as a per-token logit bias:
+tokens that are only whitespace, hold control characters or are not valid
+UTF-8 on their own are all but never sampled; tokens that close a string,
+an array or an object are favoured a little, so strings and lists end after
+a few tokens. Free text stays babble.
 
 The output is deterministic: the same vocabulary file, seed and gguf/numpy
 versions give a byte-identical file.
@@ -41,9 +55,18 @@ N_HEAD_KV = 4
 N_FF = 128
 N_CTX = 8192
 RMS_EPS = 1e-5
+
+# The bias channel: residual dimension BIAS_DIM carries BIAS_VALUE in every
+# position. The output projection's column BIAS_DIM then adds, per token,
+# about weight * BIAS_VALUE / rms(residual) (about 0.8 * weight) to its logit.
+BIAS_DIM = 0
+BIAS_VALUE = 1.0
+BANNED_WEIGHT = -60.0  # whitespace-only, control characters, broken UTF-8
+CLOSER_WEIGHT = 3.0  # tokens that start with '"', ']' or '}'
+
 ROPE_BASE = 10000.0
 
-# A chat template in the form llama-cpp-python renders (Jinja2, with
+# A chat template in the form llama.cpp's server renders (Jinja, with
 # bos_token/eos_token and add_generation_prompt). It has to add the BOS token
 # itself: the server does not add one to a rendered chat prompt.
 CHAT_TEMPLATE = (
@@ -73,6 +96,44 @@ def copy_tokenizer(vocab_path: str, writer: gguf.GGUFWriter) -> int:
     if n_vocab == 0:
         raise SystemExit(f"{vocab_path}: no tokenizer.ggml.tokens")
     return n_vocab
+
+
+def gpt2_byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character that stands for each byte."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def token_biases(vocab_path: str, n_vocab: int) -> np.ndarray:
+    """The output weight of the bias channel for every token (see the module doc)."""
+    reader = gguf.GGUFReader(vocab_path)
+    model = reader.fields["tokenizer.ggml.model"].contents()
+    if model != "gpt2":
+        raise SystemExit(f"{vocab_path}: tokenizer {model!r}, want a byte-level BPE ('gpt2') vocabulary")
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    decoder = gpt2_byte_decoder()
+    bias = np.zeros(n_vocab, dtype=np.float32)
+    for i, (tok, typ) in enumerate(zip(tokens, types)):
+        if typ != gguf.TokenType.NORMAL:
+            continue  # control tokens (end of text) keep a neutral bias
+        try:
+            text = bytes(decoder[c] for c in tok).decode("utf-8")
+        except (KeyError, UnicodeDecodeError):
+            bias[i] = BANNED_WEIGHT
+            continue
+        if text.strip() == "" or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            bias[i] = BANNED_WEIGHT
+        elif text[0] in '"]}':
+            bias[i] = CLOSER_WEIGHT
+    return bias
 
 
 def main() -> int:
@@ -111,20 +172,30 @@ def main() -> int:
         return np.ones(n, dtype=np.float32)
 
     n_embd_kv = N_EMBD // N_HEAD * N_HEAD_KV
-    writer.add_tensor("token_embd.weight", weight(n_vocab, N_EMBD, 1.0))
+    embd = weight(n_vocab, N_EMBD, 1.0)
+    embd[:, BIAS_DIM] = BIAS_VALUE
+    writer.add_tensor("token_embd.weight", embd)
     for i in range(N_LAYER):
         p = f"blk.{i}."
+        # Layers read the bias channel but never write it (rows BIAS_DIM of
+        # the projections into the residual stream are zero).
+        attn_out = weight(N_EMBD, N_EMBD, N_EMBD ** -0.5)
+        attn_out[BIAS_DIM, :] = 0
+        ffn_down = weight(N_EMBD, N_FF, N_FF ** -0.5)
+        ffn_down[BIAS_DIM, :] = 0
         writer.add_tensor(p + "attn_norm.weight", ones(N_EMBD))
         writer.add_tensor(p + "attn_q.weight", weight(N_EMBD, N_EMBD, N_EMBD ** -0.5))
         writer.add_tensor(p + "attn_k.weight", weight(n_embd_kv, N_EMBD, N_EMBD ** -0.5))
         writer.add_tensor(p + "attn_v.weight", weight(n_embd_kv, N_EMBD, N_EMBD ** -0.5))
-        writer.add_tensor(p + "attn_output.weight", weight(N_EMBD, N_EMBD, N_EMBD ** -0.5))
+        writer.add_tensor(p + "attn_output.weight", attn_out)
         writer.add_tensor(p + "ffn_norm.weight", ones(N_EMBD))
         writer.add_tensor(p + "ffn_gate.weight", weight(N_FF, N_EMBD, N_EMBD ** -0.5))
         writer.add_tensor(p + "ffn_up.weight", weight(N_FF, N_EMBD, N_EMBD ** -0.5))
-        writer.add_tensor(p + "ffn_down.weight", weight(N_EMBD, N_FF, N_FF ** -0.5))
+        writer.add_tensor(p + "ffn_down.weight", ffn_down)
     writer.add_tensor("output_norm.weight", ones(N_EMBD))
-    writer.add_tensor("output.weight", weight(n_vocab, N_EMBD, N_EMBD ** -0.5))
+    out = weight(n_vocab, N_EMBD, N_EMBD ** -0.5)
+    out[:, BIAS_DIM] = token_biases(args.vocab, n_vocab)
+    writer.add_tensor("output.weight", out)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -1,14 +1,17 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"council.dev/cli/stack"
 	"council.dev/events"
@@ -130,6 +133,11 @@ func checkCompleted(t *testing.T, c *events.Completed, taskID string) {
 	if c.Usage.TotalTokens == 0 || c.Usage.PromptTokens == 0 {
 		t.Errorf("usage = %+v, want tokens counted", c.Usage)
 	}
+	// Every prompt of a deliberation starts with the same system message,
+	// so the server's prefix cache serves part of the later ones.
+	if c.Usage.CachedTokens <= 0 || c.Usage.CachedTokens > c.Usage.PromptTokens {
+		t.Errorf("usage = %+v, want 0 < cached tokens <= prompt tokens", c.Usage)
+	}
 	if c.DurationMS <= 0 {
 		t.Errorf("duration_ms = %d", c.DurationMS)
 	}
@@ -216,4 +224,73 @@ func countEvents(t *testing.T, s *stack.Stack, id string) map[string]int {
 		}
 	}
 	return counts
+}
+
+// TestStructuredKindsEndToEnd runs the two single-pass structured kinds,
+// from their request fixtures, through the functions on the real LLM
+// server, and validates each result against its output schema (the
+// production schema, bounds included).
+func TestStructuredKindsEndToEnd(t *testing.T) {
+	s := startStack(t, false)
+	for _, tc := range []struct {
+		fixture string
+		kind    council.Kind
+	}{
+		{"task_extraction.json", council.KindTaskExtraction},
+		{"task_derivation.json", council.KindTaskDerivation},
+	} {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			t.Parallel()
+			e, err := events.LoadFixture("deliberation.requested.v1/valid/" + tc.fixture)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var data map[string]any
+			if err := json.Unmarshal(e.Data(), &data); err != nil {
+				t.Fatal(err)
+			}
+			// The fixture may name a production model; the local server
+			// serves one. Room for the longest output the tiny model draws.
+			data["constraints"].(map[string]any)["max_tokens"] = 2048
+			delete(data, "model")
+			for _, a := range data["agents"].([]any) {
+				delete(a.(map[string]any), "model")
+			}
+			if err := e.SetData(event.ApplicationJSON, data); err != nil {
+				t.Fatal(err)
+			}
+			e.SetID(fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano()))
+			c := await(t, s, send(t, s, e))
+			if len(c.Ranking) != 1 {
+				t.Fatalf("ranking has %d proposals, want 1 (failures: %+v)", len(c.Ranking), c.Failures)
+			}
+			out := c.Ranking[0].Proposal.Content
+			schema, _ := council.StructuredSchema(tc.kind)
+			if err := validateJSON(schema.Schema, out); err != nil {
+				t.Errorf("%s result breaks its schema: %v\n%s", tc.kind, err, out)
+			}
+			t.Logf("%s: %d bytes, usage %+v", tc.kind, len(out), c.Usage)
+		})
+	}
+}
+
+// validateJSON validates the JSON document doc against a JSON Schema.
+func validateJSON(schema []byte, doc string) error {
+	sdoc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+	if err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("https://council.dev/output.json", sdoc); err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	compiled, err := c.Compile("https://council.dev/output.json")
+	if err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
+	if err != nil {
+		return fmt.Errorf("not JSON: %w", err)
+	}
+	return compiled.Validate(inst)
 }

@@ -329,3 +329,34 @@ func TestReviewErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRetriesSampleAnew: a redelivered attempt reuses its seed (the same
+// text), a retry draws a new one, so that an output the model got wrong is
+// not drawn again.
+func TestRetriesSampleAnew(t *testing.T) {
+	seeds := func(attempt int) (proposal, critique int64) {
+		t.Helper()
+		llm := &counciltest.Completer{}
+		pr := proposalRequest(t, counciltest.Task(), "p.0."+qa)
+		pr.Attempt = attempt
+		if _, err := council.Generate(ctx, llm, pr, nil); err != nil {
+			t.Fatal(err)
+		}
+		cr := critiqueRequest(t, counciltest.Task())
+		cr.Attempt = attempt
+		if _, err := council.Review(ctx, llm, cr); err != nil {
+			t.Fatal(err)
+		}
+		return *llm.Requests()[0].Seed, *llm.Requests()[1].Seed
+	}
+	p1, c1 := seeds(1)
+	p1again, c1again := seeds(1)
+	p2, c2 := seeds(2)
+	p3, c3 := seeds(3)
+	if p1 != p1again || c1 != c1again {
+		t.Errorf("attempt 1 twice: seeds %d/%d and %d/%d, want the same", p1, c1, p1again, c1again)
+	}
+	if p1 == p2 || p2 == p3 || p1 == p3 || c1 == c2 || c2 == c3 || c1 == c3 {
+		t.Errorf("seeds per attempt: proposal %d %d %d, critique %d %d %d; want each retry to differ", p1, p2, p3, c1, c2, c3)
+	}
+}

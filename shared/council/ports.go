@@ -24,6 +24,10 @@ type Usage struct {
 	PromptTokens     int
 	CompletionTokens int
 	TotalTokens      int
+	// CachedTokens are the prompt tokens the server took from its prefix
+	// cache instead of computing them (part of PromptTokens); 0 when the
+	// server reports none.
+	CachedTokens int
 }
 
 // Add returns the sum of u and o.
@@ -32,6 +36,7 @@ func (u Usage) Add(o Usage) Usage {
 		PromptTokens:     u.PromptTokens + o.PromptTokens,
 		CompletionTokens: u.CompletionTokens + o.CompletionTokens,
 		TotalTokens:      u.TotalTokens + o.TotalTokens,
+		CachedTokens:     u.CachedTokens + o.CachedTokens,
 	}
 }
 

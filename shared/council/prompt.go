@@ -244,12 +244,10 @@ const (
 	temperatureSpread = 0.1
 )
 
-func sampling(deliberation string, t Task, a Agent, stage int) (float64, *int64) {
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%s/%s/%d", deliberation, a.ID, stage)
-	seed := int64(h.Sum64() & math.MaxInt32)
+func sampling(deliberation string, t Task, a Agent, stage, attempt int) (float64, *int64) {
+	seed := seedOf(attempt, "%s/%s/%d", deliberation, a.ID, stage)
 	if t.Kind.SinglePass() {
-		return 0, &seed
+		return 0, seed
 	}
 	idx := 0
 	for i, x := range t.Agents {
@@ -257,13 +255,27 @@ func sampling(deliberation string, t Task, a Agent, stage int) (float64, *int64)
 			idx = i
 		}
 	}
-	return baseTemperature + temperatureSpread*float64(idx%4), &seed
+	return baseTemperature + temperatureSpread*float64(idx%4), seed
+}
+
+// seedOf is the sampling seed of one call: the same for a redelivered event
+// (so a duplicate reproduces the same text), a new one for each retry
+// (attempt > 1), so that an output the model got wrong (invalid JSON cut
+// at max_tokens, say) is not drawn again.
+func seedOf(attempt int, format string, args ...any) *int64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, format, args...)
+	if attempt > 1 {
+		fmt.Fprintf(h, "/attempt-%d", attempt)
+	}
+	seed := int64(h.Sum64() & math.MaxInt32)
+	return &seed
 }
 
 // Generate runs a proposal request on llm. onToken, when not nil, receives
 // the streamed text. Structured kinds are checked to be JSON objects.
 func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken func(string)) (Proposal, error) {
-	temp, seed := sampling(r.DeliberationID, r.Task, r.Agent, r.Stage)
+	temp, seed := sampling(r.DeliberationID, r.Task, r.Agent, r.Stage, r.Attempt)
 	req := CompletionRequest{
 		Model: r.Task.ModelFor(r.Agent), Messages: ProposalMessages(r),
 		Temperature: temp, MaxTokens: r.Task.Constraints.MaxTokens, Seed: seed, OnToken: onToken,
@@ -298,13 +310,11 @@ func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken fun
 // Review runs a critique request on llm with structured output.
 func Review(ctx context.Context, llm Completer, r CritiqueRequest) (Critique, error) {
 	s := CritiqueSchema(r.Task.Constraints.Rubric)
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%s/%s", r.DeliberationID, r.Key)
-	seed := int64(h.Sum64() & math.MaxInt32)
+	seed := seedOf(r.Attempt, "%s/%s", r.DeliberationID, r.Key)
 	start := time.Now()
 	c, err := llm.Complete(ctx, CompletionRequest{
 		Model: r.Task.ModelFor(r.Reviewer), Messages: CritiqueMessages(r),
-		Temperature: 0.2, MaxTokens: CritiqueMaxTokens, Seed: &seed, Schema: &s,
+		Temperature: 0.2, MaxTokens: CritiqueMaxTokens, Seed: seed, Schema: &s,
 	})
 	if err != nil {
 		return Critique{}, fmt.Errorf("critique %s: %w", r.Key, err)

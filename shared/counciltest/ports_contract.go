@@ -3,7 +3,9 @@ package counciltest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,11 @@ type CompleterContract struct {
 	New func(t *testing.T) council.Completer
 	// Model is a model the Completer serves; Disallowed one it must refuse.
 	Model, Disallowed string
+	// Parallel says that the Completer serves concurrent calls at once (a
+	// server with several slots, continuous batching): the token streams of
+	// calls started together then interleave. A Completer that answers at
+	// once (the fake) leaves it false.
+	Parallel bool
 }
 
 // TestCompleter is the contract every council.Completer passes: the fake
@@ -65,12 +72,79 @@ func TestCompleter(t *testing.T, c CompleterContract) {
 			t.Errorf("structured output %q: %v", got.Content, err)
 		}
 	})
+	t.Run("concurrent calls each get their own stream", func(t *testing.T) {
+		concurrentCalls(t, c, ctx(t))
+	})
 	t.Run("a model outside the allow-list is invalid", func(t *testing.T) {
 		_, err := c.New(t).Complete(ctx(t), council.CompletionRequest{Model: c.Disallowed, Messages: messages, MaxTokens: 4})
 		if !errors.Is(err, council.ErrInvalid) {
 			t.Errorf("Complete with model %q: err %v, want ErrInvalid", c.Disallowed, err)
 		}
 	})
+}
+
+// concurrentCalls starts three streamed calls together (a council's three
+// agents) and checks that each gets its own text. With c.Parallel it also
+// checks that the server ran them at once: the order in which tokens
+// arrived shows at least one call's first token before another call's last
+// one. A server that answers one call after the other delivers each call's
+// tokens in one block and fails; two of the three calls overlapping is
+// enough, so that other users of a shared server's slots do not matter.
+func concurrentCalls(t *testing.T, c CompleterContract, ctx context.Context) {
+	const calls = 3
+	completer := c.New(t)
+	var (
+		mu      sync.Mutex
+		arrived []int // call index of every token, in arrival order
+		wg      sync.WaitGroup
+		texts   [calls]strings.Builder
+		results [calls]council.Completion
+		errs    [calls]error
+	)
+	for i := range calls {
+		wg.Go(func() {
+			results[i], errs[i] = completer.Complete(ctx, council.CompletionRequest{
+				Model: c.Model, Temperature: 0.7, MaxTokens: 48,
+				Messages: []council.Message{
+					{Role: "system", Content: "You are a member of a council of software engineering agents."},
+					{Role: "user", Content: fmt.Sprintf("Agent %d: write your proposal for a rate limiter.", i)},
+				},
+				OnToken: func(s string) {
+					texts[i].WriteString(s)
+					mu.Lock()
+					arrived = append(arrived, i)
+					mu.Unlock()
+				},
+			})
+		})
+	}
+	wg.Wait()
+	for i := range calls {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+		if texts[i].Len() == 0 || texts[i].String() != results[i].Content {
+			t.Errorf("call %d: streamed %q, content %q: want the same, non-empty", i, texts[i].String(), results[i].Content)
+		}
+	}
+	if !c.Parallel {
+		return
+	}
+	first, last := map[int]int{}, map[int]int{}
+	for pos, i := range arrived {
+		if _, ok := first[i]; !ok {
+			first[i] = pos
+		}
+		last[i] = pos
+	}
+	for a := range calls {
+		for b := range calls {
+			if a != b && first[b] < last[a] && first[a] <= first[b] {
+				return // b started streaming while a was still streaming
+			}
+		}
+	}
+	t.Errorf("no two of %d concurrent calls overlapped: tokens arrived call by call %v; the server serves one call at a time", calls, arrived)
 }
 
 // JobRunnerContract describes the JobRunner under test.

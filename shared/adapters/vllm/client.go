@@ -1,6 +1,6 @@
 // Package vllm is the council.Completer adapter for OpenAI-compatible chat
-// completion servers: vLLM in production, llama.cpp's server (through
-// llama-cpp-python, started by scripts/llm-server.sh) in tests and local runs.
+// completion servers: vLLM in production, llama.cpp's own server (the
+// xllamacpp wheel, started by scripts/llm-server.sh) in tests and local runs.
 //
 // It speaks the OpenAI chat completions API through go-openai, streams when
 // asked to, asks for structured output with response_format json_schema,
@@ -8,10 +8,9 @@
 // classifies every failure as council.ErrInvalid (permanent) or
 // council.ErrUnavailable (transient).
 //
-// llama-cpp-python's own server does not accept response_format json_schema
-// (it answers 500); scripts/llm-server.sh runs it behind a small shim
-// (scripts/llm_server.py) that translates it, so that tests exercise the
-// same request vLLM gets.
+// Both servers take the same request: llama.cpp's server answers
+// response_format json_schema with its LLGuidance engine, as vLLM does with
+// xgrammar or guidance, so tests exercise the request vLLM gets, untranslated.
 package vllm
 
 import (
@@ -93,9 +92,9 @@ func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 // With req.OnToken set the completion is streamed: OnToken receives every
 // piece of content as it arrives and Content is their concatenation. Usage
 // then comes from the stream's final usage chunk (stream_options
-// include_usage); a server that sends none (llama-cpp-python) gets
-// CompletionTokens counted as the number of content chunks (one per token,
-// or fewer when a character spans tokens) and PromptTokens 0. A stream that fails after
+// include_usage); a server that sends none gets CompletionTokens counted
+// as the number of content chunks (one per token, or fewer when a character
+// spans tokens) and PromptTokens 0. A stream that fails after
 // OnToken has seen part of it is not retried here, so that no text is
 // delivered twice; the error wraps ErrUnavailable for the caller to retry.
 //
@@ -170,7 +169,7 @@ func buildRequest(model string, req council.CompletionRequest) (openai.ChatCompl
 		Messages:    msgs,
 		Temperature: float32(req.Temperature),
 		// max_tokens, not max_completion_tokens: vLLM reads both,
-		// llama-cpp-python only the former.
+		// some llama.cpp servers only the former.
 		MaxTokens: req.MaxTokens, //nolint:staticcheck // see above
 	}
 	if req.Seed != nil {
@@ -214,11 +213,7 @@ func (c *Client) complete(ctx context.Context, oreq openai.ChatCompletionRequest
 		Reasoning:    ch.Message.ReasoningContent,
 		Model:        resp.Model,
 		FinishReason: string(ch.FinishReason),
-		Usage: council.Usage{
-			PromptTokens:     resp.Usage.PromptTokens,
-			CompletionTokens: resp.Usage.CompletionTokens,
-			TotalTokens:      resp.Usage.TotalTokens,
-		},
+		Usage:        usageOf(resp.Usage),
 	}, nil
 }
 
@@ -277,15 +272,26 @@ func (c *Client) stream(ctx context.Context, oreq openai.ChatCompletionRequest, 
 	out.Content = content.String()
 	out.Reasoning = reasoning.String()
 	if usage != nil {
-		out.Usage = council.Usage{
-			PromptTokens:     usage.PromptTokens,
-			CompletionTokens: usage.CompletionTokens,
-			TotalTokens:      usage.TotalTokens,
-		}
+		out.Usage = usageOf(*usage)
 	} else {
 		out.Usage = council.Usage{CompletionTokens: chunks, TotalTokens: chunks}
 	}
 	return out, chunks > 0, nil
+}
+
+// usageOf maps the server's usage, with the prompt tokens it served from its
+// prefix cache (usage.prompt_tokens_details.cached_tokens: vLLM with
+// --enable-prompt-tokens-details, llama.cpp's server always).
+func usageOf(u openai.Usage) council.Usage {
+	out := council.Usage{
+		PromptTokens:     u.PromptTokens,
+		CompletionTokens: u.CompletionTokens,
+		TotalTokens:      u.TotalTokens,
+	}
+	if d := u.PromptTokensDetails; d != nil {
+		out.CachedTokens = d.CachedTokens
+	}
+	return out
 }
 
 // backoff returns the wait before retry number attempt (from 0).

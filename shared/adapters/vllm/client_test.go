@@ -25,7 +25,7 @@ import (
 	"council.dev/shared/council"
 )
 
-const okBody = `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello","reasoning_content":"think"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`
+const okBody = `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello","reasoning_content":"think"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":3}}}`
 
 // reply is one scripted answer of a fake server.
 type reply struct {
@@ -203,7 +203,7 @@ func TestUnitRequestMapping(t *testing.T) {
 	}
 	want := council.Completion{
 		Content: "hello", Reasoning: "think", Model: "m", FinishReason: "stop",
-		Usage: council.Usage{PromptTokens: 5, CompletionTokens: 2, TotalTokens: 7},
+		Usage: council.Usage{PromptTokens: 5, CompletionTokens: 2, TotalTokens: 7, CachedTokens: 3},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("completion (-want +got):\n%s", d)
@@ -411,7 +411,7 @@ func delta(content, finish string) string {
 }
 
 func TestUnitStream(t *testing.T) {
-	usage := `{"id":"x","object":"chat.completion.chunk","model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
+	usage := `{"id":"x","object":"chat.completion.chunk","model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":8}}}`
 	tests := []struct {
 		name      string
 		replies   []reply
@@ -424,7 +424,7 @@ func TestUnitStream(t *testing.T) {
 			name:    "with usage chunk",
 			replies: []reply{{status: 200, body: sse(delta("Hel", ""), delta("lo", ""), delta("!", "length"), usage, "[DONE]")}},
 			want: council.Completion{Content: "Hello!", Model: "m", FinishReason: "length",
-				Usage: council.Usage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12}},
+				Usage: council.Usage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12, CachedTokens: 8}},
 			wantToks: []string{"Hel", "lo", "!"}, wantCalls: 1,
 		},
 		{

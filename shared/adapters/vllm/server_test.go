@@ -6,21 +6,26 @@ package vllm_test
 // when the server is missing.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"council.dev/shared/adapters/vllm"
 	"council.dev/shared/adapters/vllm/vllmtest"
 	"council.dev/shared/council"
 )
 
-func serverClient(t *testing.T, opts ...vllm.Option) *vllm.Client {
+func serverClient(t testing.TB, opts ...vllm.Option) *vllm.Client {
 	t.Helper()
 	c, err := vllm.New(vllmtest.URL(t), vllmtest.Model(), opts...)
 	if err != nil {
@@ -102,8 +107,8 @@ func TestServerStreaming(t *testing.T) {
 
 // critiqueSchema is shaped like council's critique: bounded integers,
 // bounded arrays of bounded strings, no extra properties. The integers carry
-// an enum as well as minimum/maximum because llama-cpp-python's grammar
-// ignores minimum/maximum (vLLM's enforces both).
+// an enum as well as minimum/maximum (ADR 2: some engines ignore
+// minimum/maximum; all enforce an enum).
 const critiqueSchema = `{
   "type": "object",
   "properties": {
@@ -254,4 +259,154 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 	if !strings.Contains(err.Error(), "after 3 attempts") {
 		t.Errorf("error %q, want it to say all 3 attempts were made", err)
 	}
+}
+
+// compile compiles a JSON Schema document for validating outputs.
+func compile(t *testing.T, name string, schema []byte) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+	if err != nil {
+		t.Fatalf("schema %s: %v", name, err)
+	}
+	c := jsonschema.NewCompiler()
+	url := "https://council.dev/schemas/" + name + ".json"
+	if err := c.AddResource(url, doc); err != nil {
+		t.Fatalf("schema %s: %v", name, err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		t.Fatalf("schema %s does not compile: %v", name, err)
+	}
+	return s
+}
+
+// TestServerStructuredKinds sends every schema council asks for, exactly as
+// the adapter sends it to vLLM (response_format json_schema, strict), and
+// validates each answer against the whole schema: types, enums, bounds on
+// numbers, lengths and item counts. The schemas' bounds are the production
+// ones (descriptions up to 2000 characters, up to 20 tasks); the server must
+// compile them, stay up, and stop the output inside the schema.
+func TestServerStructuredKinds(t *testing.T) {
+	c := serverClient(t)
+	extraction, _ := council.StructuredSchema(council.KindTaskExtraction)
+	derivation, _ := council.StructuredSchema(council.KindTaskDerivation)
+	critique := council.CritiqueSchema([]string{"correctness", "completeness", "clarity", "feasibility"})
+	cases := []struct {
+		schema    council.JSONSchema
+		maxTokens int
+	}{
+		{critique, council.CritiqueMaxTokens},
+		{extraction, 2048},
+		{derivation, 2048},
+	}
+	for _, tc := range cases {
+		validator := compile(t, tc.schema.Name, tc.schema.Schema)
+		for _, stream := range []bool{false, true} {
+			for seed := range int64(3) {
+				name := fmt.Sprintf("%s/stream=%v/seed=%d", tc.schema.Name, stream, seed)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					req := council.CompletionRequest{
+						Messages:  append(prompt(), council.Message{Role: "user", Content: "Answer as JSON."}),
+						MaxTokens: tc.maxTokens, Seed: &seed, Temperature: 0.7,
+						Schema: &tc.schema,
+					}
+					if stream {
+						req.OnToken = func(string) {}
+					}
+					got, err := c.Complete(t.Context(), req)
+					if err != nil {
+						t.Fatalf("Complete: %v", err)
+					}
+					if got.FinishReason != "stop" {
+						t.Errorf("finish reason %q, want stop (cut at %d tokens?)", got.FinishReason, tc.maxTokens)
+					}
+					inst, err := jsonschema.UnmarshalJSON(strings.NewReader(got.Content))
+					if err != nil {
+						t.Fatalf("output is not JSON: %v\n%s", err, got.Content)
+					}
+					if err := validator.Validate(inst); err != nil {
+						t.Errorf("output breaks the schema: %v\n%s", err, got.Content)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestServerReportsCachedTokens: a prompt sent twice is served from the
+// server's prefix cache the second time, and the adapter reports it, both
+// for a plain and for a streamed completion. (vLLM reports cached tokens
+// with --enable-prompt-tokens-details and prefix caching on.)
+func TestServerReportsCachedTokens(t *testing.T) {
+	c := serverClient(t)
+	long := strings.Repeat("The council reviews every proposal against the rubric before it ranks them. ", 20)
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "complete", true: "stream"}[stream], func(t *testing.T) {
+			msgs := []council.Message{
+				{Role: "system", Content: long},
+				{Role: "user", Content: fmt.Sprintf("Propose a plan (stream=%v).", stream)},
+			}
+			var last council.Completion
+			for i := range 2 {
+				req := council.CompletionRequest{Messages: msgs, Temperature: 0.7, MaxTokens: 4}
+				if stream {
+					req.OnToken = func(string) {}
+				}
+				got, err := c.Complete(t.Context(), req)
+				if err != nil {
+					t.Fatalf("call %d: %v", i+1, err)
+				}
+				last = got
+			}
+			u := last.Usage
+			if u.CachedTokens <= 0 || u.CachedTokens > u.PromptTokens {
+				t.Errorf("second call usage %+v: want 0 < cached tokens <= prompt tokens", u)
+			}
+		})
+	}
+}
+
+// BenchmarkServerFourCalls measures four 64-token completions on the real
+// server: one after the other (the baseline) and all four at once. With
+// parallel slots the server decodes the four in one batch per step, so the
+// concurrent run takes clearly less than the sequential one; a server that
+// serves one call at a time takes as long. tokens/s counts completion tokens.
+func BenchmarkServerFourCalls(b *testing.B) {
+	c := serverClient(b)
+	const calls, maxTokens = 4, 64
+	call := func(i int) int {
+		seed := int64(i)
+		got, err := c.Complete(b.Context(), council.CompletionRequest{
+			Messages: []council.Message{
+				{Role: "system", Content: "You are one member of a council of agents."},
+				{Role: "user", Content: fmt.Sprintf("Agent %d: propose a rate limiter.", i)},
+			},
+			Temperature: 0.7, MaxTokens: maxTokens, Seed: &seed,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return got.Usage.CompletionTokens
+	}
+	b.Run("sequential", func(b *testing.B) {
+		tokens := 0
+		for b.Loop() {
+			for i := range calls {
+				tokens += call(i)
+			}
+		}
+		b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
+	})
+	b.Run("concurrent", func(b *testing.B) {
+		var tokens atomic.Int64
+		for b.Loop() {
+			var wg sync.WaitGroup
+			for i := range calls {
+				wg.Go(func() { tokens.Add(int64(call(i))) })
+			}
+			wg.Wait()
+		}
+		b.ReportMetric(float64(tokens.Load())/b.Elapsed().Seconds(), "tokens/s")
+	})
 }

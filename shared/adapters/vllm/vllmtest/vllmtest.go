@@ -1,7 +1,7 @@
 // Package vllmtest helps tests reach the real OpenAI-compatible LLM server
-// that scripts/llm-server.sh starts (llama.cpp through llama-cpp-python,
-// serving the generated council-tiny model), or any vLLM named by the
-// environment.
+// that scripts/llm-server.sh starts (llama.cpp's own server from the
+// xllamacpp wheel, serving the generated council-tiny model), or any vLLM
+// named by the environment.
 //
 // Tests that need the server fail, never skip, when it is missing.
 package vllmtest
