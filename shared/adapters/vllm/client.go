@@ -24,9 +24,13 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	openai "github.com/sashabaranov/go-openai"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"council.dev/shared/council"
 )
@@ -38,6 +42,7 @@ type Client struct {
 	defaultModel string
 	allowed      []string
 	cfg          config
+	schemas      sync.Map // schema document → *jsonschema.Schema, compiled once
 }
 
 var _ council.Completer = (*Client)(nil)
@@ -84,7 +89,11 @@ func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 // default temperature (ask for a small positive one for near-greedy
 // sampling) and MaxTokens 0 lets it generate up to its context length.
 // req.Schema becomes response_format
-// {"type":"json_schema","json_schema":{name, schema, strict}}.
+// {"type":"json_schema","json_schema":{name, schema, strict}}, and the answer
+// is validated against that schema: one that does not follow it (a server
+// that ignores the schema, output cut at max tokens) fails with
+// ErrBadOutput, which is transient (another sample may follow it), saying
+// where it breaks the schema; a schema that does not compile is ErrInvalid.
 // Reasoning is the message's reasoning_content (vLLM's reasoning parser,
 // DeepSeek); recent vLLM releases name that field "reasoning" instead, which
 // go-openai v1.43.0 does not decode, so Reasoning stays empty with them.
@@ -117,6 +126,12 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 	if err != nil {
 		return fail(err)
 	}
+	var validator *jsonschema.Schema
+	if req.Schema != nil {
+		if validator, err = c.compile(*req.Schema); err != nil {
+			return fail(err)
+		}
+	}
 
 	for attempt := 0; ; attempt++ {
 		var (
@@ -129,6 +144,11 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 			out, err = c.complete(ctx, oreq)
 		}
 		if err == nil {
+			if validator != nil {
+				if err := followsSchema(validator, req.Schema.Name, out); err != nil {
+					return fail(err)
+				}
+			}
 			return out, nil
 		}
 		err = classify(err)
@@ -277,6 +297,72 @@ func (c *Client) stream(ctx context.Context, oreq openai.ChatCompletionRequest, 
 		out.Usage = council.Usage{CompletionTokens: chunks, TotalTokens: chunks}
 	}
 	return out, chunks > 0, nil
+}
+
+// compile returns the compiled form of s, compiling it on first use.
+func (c *Client) compile(s council.JSONSchema) (*jsonschema.Schema, error) {
+	key := string(s.Schema)
+	if v, ok := c.schemas.Load(key); ok {
+		return v.(*jsonschema.Schema), nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(key))
+	if err != nil {
+		return nil, council.Invalidf("schema %q is not valid JSON: %v", s.Name, err)
+	}
+	comp := jsonschema.NewCompiler()
+	const url = "council:schema.json"
+	if err := comp.AddResource(url, doc); err != nil {
+		return nil, council.Invalidf("schema %q: %v", s.Name, err)
+	}
+	compiled, err := comp.Compile(url)
+	if err != nil {
+		return nil, council.Invalidf("schema %q does not compile: %v", s.Name, err)
+	}
+	c.schemas.Store(key, compiled)
+	return compiled, nil
+}
+
+// followsSchema checks a structured answer against its schema.
+func followsSchema(v *jsonschema.Schema, name string, out council.Completion) error {
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(out.Content))
+	if err != nil {
+		return fmt.Errorf("%w: answer to schema %q is not JSON (finish reason %q): %w",
+			council.ErrBadOutput, name, out.FinishReason, err)
+	}
+	if err := v.Validate(inst); err != nil {
+		var ve *jsonschema.ValidationError
+		msg := err.Error()
+		if errors.As(err, &ve) {
+			msg = validationMessage(ve)
+		}
+		return fmt.Errorf("%w: answer does not follow schema %q (finish reason %q): %s",
+			council.ErrBadOutput, name, out.FinishReason, msg)
+	}
+	return nil
+}
+
+// validationMessage says where and how an answer breaks its schema, in one
+// line: the innermost failures, each with its JSON pointer.
+func validationMessage(ve *jsonschema.ValidationError) string {
+	var parts []string
+	printer := message.NewPrinter(language.English)
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			parts = append(parts, "at /"+strings.Join(e.InstanceLocation, "/")+": "+e.ErrorKind.LocalizedString(printer))
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	msg := strings.Join(parts, "; ")
+	const limit = 500
+	if len(msg) > limit {
+		msg = msg[:limit] + "…"
+	}
+	return msg
 }
 
 // usageOf maps the server's usage, with the prompt tokens it served from its

@@ -186,7 +186,8 @@ func TestUnitAllowList(t *testing.T) {
 }
 
 func TestUnitRequestMapping(t *testing.T) {
-	srv := &script{replies: []reply{{status: 200, body: okBody}}}
+	jsonBody := strings.Replace(okBody, `"content":"hello"`, `"content":"{\"ok\":true}"`, 1)
+	srv := &script{replies: []reply{{status: 200, body: jsonBody}}}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	c, _ := newClient(t, ts.URL+"/v1", vllm.WithAPIKey("secret"))
@@ -202,7 +203,7 @@ func TestUnitRequestMapping(t *testing.T) {
 		t.Fatalf("Complete: %v", err)
 	}
 	want := council.Completion{
-		Content: "hello", Reasoning: "think", Model: "m", FinishReason: "stop",
+		Content: `{"ok":true}`, Reasoning: "think", Model: "m", FinishReason: "stop",
 		Usage: council.Usage{PromptTokens: 5, CompletionTokens: 2, TotalTokens: 7, CachedTokens: 3},
 	}
 	if d := cmp.Diff(want, got); d != "" {
@@ -526,4 +527,63 @@ func TestUnitConcurrentCalls(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestUnitAnswerMustFollowSchema: a structured answer is checked against
+// the schema it was asked for; one that breaks it is ErrBadOutput (another
+// sample may do), saying where, and is not retried inside the adapter.
+func TestUnitAnswerMustFollowSchema(t *testing.T) {
+	schema := &council.JSONSchema{Name: "scores", Schema: []byte(`{"type":"object",
+		"properties":{"overall":{"type":"integer","minimum":0,"maximum":10}},
+		"required":["overall"],"additionalProperties":false}`)}
+	answer := func(content, finish string) string {
+		c, _ := json.Marshal(content)
+		return `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":` +
+			string(c) + `},"finish_reason":"` + finish + `"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`
+	}
+	for _, tc := range []struct {
+		name, content, finish, wantErr string
+	}{
+		{"follows", `{"overall": 7}`, "stop", ""},
+		{"out of range", `{"overall": 943}`, "stop", "at /overall: maximum"},
+		{"missing property", `{}`, "stop", "missing property 'overall'"},
+		{"extra property", `{"overall": 1, "x": 2}`, "stop", "additional properties 'x' not allowed"},
+		{"cut at max tokens", `{"overall": `, "length", `not JSON (finish reason "length")`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &script{replies: []reply{{status: 200, body: answer(tc.content, tc.finish)}}}
+			ts := httptest.NewServer(srv)
+			defer ts.Close()
+			c, _ := newClient(t, ts.URL+"/v1")
+			req := userRequest()
+			req.Schema = schema
+			got, err := c.Complete(t.Context(), req)
+			if tc.wantErr == "" {
+				if err != nil || got.Content != tc.content {
+					t.Fatalf("Complete = %q, %v; want the answer", got.Content, err)
+				}
+				return
+			}
+			if !errors.Is(err, council.ErrBadOutput) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want ErrBadOutput saying %q", err, tc.wantErr)
+			}
+			if srv.count() != 1 {
+				t.Errorf("%d calls, want 1: a bad answer is the caller's to retry", srv.count())
+			}
+		})
+	}
+	t.Run("schema that does not compile is invalid", func(t *testing.T) {
+		srv := &script{replies: []reply{{status: 200, body: answer("{}", "stop")}}}
+		ts := httptest.NewServer(srv)
+		defer ts.Close()
+		c, _ := newClient(t, ts.URL+"/v1")
+		req := userRequest()
+		req.Schema = &council.JSONSchema{Name: "broken", Schema: []byte(`{"type": 12}`)}
+		if _, err := c.Complete(t.Context(), req); !errors.Is(err, council.ErrInvalid) {
+			t.Fatalf("error %v, want ErrInvalid", err)
+		}
+		if srv.count() != 0 {
+			t.Errorf("%d calls, want none", srv.count())
+		}
+	})
 }
