@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -306,9 +305,9 @@ func wrap(eventType string, err error) error {
 	return fmt.Errorf("events: decode %s: %w", eventType, err)
 }
 
-// decode checks e's type, content type and size, then decodes its data
-// strictly into v: no unknown fields, every required field present (a
-// field of v without omitempty or omitzero), nothing after the object.
+// decode checks e's type, content type and size, validates its data
+// against the shipped schema of eventType, then decodes it strictly into v:
+// no unknown fields, nothing after the object.
 func decode(e event.Event, eventType string, maxBytes int, v any) error {
 	if err := decodeData(e, eventType, maxBytes, v); err != nil {
 		return wrap(eventType, err)
@@ -337,6 +336,12 @@ func decodeData(e event.Event, eventType string, maxBytes int, v any) error {
 	if trimmed[0] != '{' {
 		return council.Invalidf("data must be a JSON object, got %s", jsonKind(trimmed))
 	}
+	if err := validate(eventType, trimmed); err != nil {
+		return err
+	}
+	// The schema has checked the shape; the strict decode stays as a guard
+	// for what a schema cannot say about the Go type (and any drift
+	// between the two, which TestSchemasMatchStructs also catches).
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -345,16 +350,11 @@ func decodeData(e event.Event, eventType string, maxBytes int, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return council.Invalidf("data has content after the JSON object")
 	}
-	var missing []string
-	required(trimmed, reflect.TypeOf(v).Elem(), "", &missing)
-	if len(missing) > 0 {
-		return council.Invalidf("field %s is required", strings.Join(missing, ", field "))
-	}
 	return nil
 }
 
 // jsonError turns an encoding/json error into an ErrInvalid that says
-// which field is wrong and what was expected.
+// which field is wrong.
 func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
@@ -365,7 +365,7 @@ func jsonError(err error) error {
 		if field == "" {
 			field = "data"
 		}
-		return council.Invalidf("field %s: expected %s, got JSON %s", field, jsonType(typeErr.Type), typeErr.Value)
+		return council.Invalidf("field %s: unexpected JSON %s", field, typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		return council.Invalidf("data is not valid JSON: %s (at byte %d)", strings.TrimPrefix(syntaxErr.Error(), "json: "), syntaxErr.Offset)
 	case errors.As(err, &timeErr):
@@ -376,34 +376,6 @@ func jsonError(err error) error {
 		// Unknown fields ("json: unknown field \"x\"") and anything else.
 		return council.Invalidf("data: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
-}
-
-// jsonType names the JSON type that Go type t is decoded from.
-func jsonType(t reflect.Type) string {
-	if t == nil {
-		return "a value"
-	}
-	if t == reflect.TypeFor[time.Time]() {
-		return "an RFC 3339 time string"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "integer"
-	case reflect.Float32, reflect.Float64:
-		return "number"
-	case reflect.Slice, reflect.Array:
-		return "array"
-	case reflect.Struct, reflect.Map:
-		return "object"
-	case reflect.Pointer:
-		return jsonType(t.Elem())
-	}
-	return t.String()
 }
 
 // jsonKind names the kind of the JSON value that starts b.
@@ -422,66 +394,4 @@ func jsonKind(b []byte) string {
 		return "a number"
 	}
 	return "something that is not JSON"
-}
-
-// required appends to missing the path of every field of struct type t
-// (recursively) that raw lacks or sets to null while t requires it: a
-// field whose json tag has neither omitempty nor omitzero. raw has already
-// been decoded into t, so its shape is known to be right.
-func required(raw json.RawMessage, t reflect.Type, path string, missing *[]string) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t == reflect.TypeFor[time.Time]() || t == reflect.TypeFor[json.RawMessage]():
-		return
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
-		var items []json.RawMessage
-		if json.Unmarshal(raw, &items) != nil {
-			return
-		}
-		for i, item := range items {
-			required(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), missing)
-		}
-	case t.Kind() == reflect.Struct:
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(raw, &obj) != nil {
-			return
-		}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, optional := jsonField(f)
-			if name == "" {
-				continue
-			}
-			p := name
-			if path != "" {
-				p = path + "." + name
-			}
-			value, ok := obj[name]
-			if !ok || string(value) == "null" {
-				if !optional {
-					*missing = append(*missing, p)
-				}
-				continue
-			}
-			required(value, f.Type, p, missing)
-		}
-	}
-}
-
-// jsonField returns the JSON name of f ("" when it is not encoded) and
-// whether it is optional (omitempty or omitzero).
-func jsonField(f reflect.StructField) (name string, optional bool) {
-	tag, ok := f.Tag.Lookup("json")
-	if !ok || tag == "-" || !f.IsExported() {
-		return "", false
-	}
-	name, opts, _ := strings.Cut(tag, ",")
-	for o := range strings.SplitSeq(opts, ",") {
-		if o == "omitempty" || o == "omitzero" {
-			optional = true
-		}
-	}
-	return name, optional
 }

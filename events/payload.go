@@ -6,8 +6,9 @@ import (
 )
 
 // The payload structs below are the wire format: the JSON data of each event
-// type. A field without omitempty/omitzero is required (the decoders reject
-// an event that lacks it, and the JSON Schemas list it as required); the
+// type. A field without omitempty/omitzero is required (the JSON Schemas
+// list it as required, the decoders validate against them, and
+// TestSchemasMatchStructs keeps the two in step); the
 // encoders always write it, with empty lists as [] and empty maps as {},
 // never null.
 
