@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -65,8 +66,8 @@ func validate(eventType string, data []byte) error {
 	if verr == nil {
 		return nil
 	}
-	ve, ok := verr.(*jsonschema.ValidationError)
-	if !ok {
+	var ve *jsonschema.ValidationError
+	if !errors.As(verr, &ve) {
 		return council.Invalidf("data: %v", verr)
 	}
 	var msgs []string
