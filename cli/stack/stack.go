@@ -247,8 +247,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		h     natsjs.Handler
 		conc  int
 	}{
-		{"generate", generate.Types, gen.Handle, conc},
-		{"critique", critique.Types, crit.Handle, conc},
+		{"generate", generate.Types(), gen.Handle, conc},
+		{"critique", critique.Types(), crit.Handle, conc},
 	} {
 		opts := []natsjs.Option{natsjs.WithLogger(log.With("function", f.name)), natsjs.WithConcurrency(f.conc),
 			natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait)}
@@ -289,7 +289,7 @@ func (s *Stack) startExecute() error {
 	if s.duplicate {
 		opts = append(opts, natsjs.WithDuplicateDelivery())
 	}
-	c, err := natsjs.NewConsumer(s.JS, "execute", execute.Types, fn.Handle, opts...)
+	c, err := natsjs.NewConsumer(s.JS, "execute", execute.Types(), fn.Handle, opts...)
 	if err != nil {
 		return err
 	}

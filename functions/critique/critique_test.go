@@ -127,3 +127,24 @@ func TestCancelledContextIsTransient(t *testing.T) {
 		t.Fatalf("err %v, want ErrUnavailable so the event is delivered again", err)
 	}
 }
+
+// TestNewRejectsBadOptions: an option that would misconfigure the function
+// is an error of New.
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  critique.Option
+		want string
+	}{
+		{"empty source", critique.WithSource(""), "empty source"},
+		{"nil clock", critique.WithClock(nil), "nil clock"},
+		{"nil logger", critique.WithLogger(nil), "nil logger"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := critique.New(&counciltest.Completer{}, tc.opt)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}

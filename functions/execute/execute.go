@@ -39,12 +39,14 @@ import (
 	"council.dev/shared/council"
 )
 
-// Types are the event types the function consumes.
-var Types = []string{
-	events.TypeDeliberationRequested,
-	events.TypeProposalGenerated, events.TypeProposalFailed,
-	events.TypeCritiqueCompleted, events.TypeCritiqueFailed,
-	events.TypeSweepTick, events.TypePing,
+// Types returns the event types the function consumes (a new slice each call).
+func Types() []string {
+	return []string{
+		events.TypeDeliberationRequested,
+		events.TypeProposalGenerated, events.TypeProposalFailed,
+		events.TypeCritiqueCompleted, events.TypeCritiqueFailed,
+		events.TypeSweepTick, events.TypePing,
+	}
 }
 
 // lister lists every stored deliberation (for the sweep).
@@ -70,27 +72,66 @@ type Function struct {
 	legacy legacyPublisher
 }
 
-// Option configures a Function.
-type Option func(*Function)
+// Option configures a Function. New reports an option's error.
+type Option func(*Function) error
 
-// WithSource sets the CloudEvents source of emitted events (default council.dev/execute).
-func WithSource(source string) Option { return func(f *Function) { f.source = source } }
+// WithSource sets the CloudEvents source of emitted events (default
+// council.dev/execute); it must not be empty.
+func WithSource(source string) Option {
+	return func(f *Function) error {
+		if source == "" {
+			return errors.New("empty source")
+		}
+		f.source = source
+		return nil
+	}
+}
 
-// WithClock sets the clock.
-func WithClock(now func() time.Time) Option { return func(f *Function) { f.now = now } }
+// WithClock sets the clock; it must not be nil.
+func WithClock(now func() time.Time) Option {
+	return func(f *Function) error {
+		if now == nil {
+			return errors.New("nil clock")
+		}
+		f.now = now
+		return nil
+	}
+}
 
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(f *Function) { f.log = l } }
+// WithLogger sets the logger; it must not be nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(f *Function) error {
+		if l == nil {
+			return errors.New("nil logger")
+		}
+		f.log = l
+		return nil
+	}
+}
 
 // WithResendAfter sets how long a request may stay unanswered before a sweep
-// sends it again (default 10 minutes).
-func WithResendAfter(d time.Duration) Option { return func(f *Function) { f.resendAfter = d } }
+// sends it again (default 10 minutes); it must be positive (a zero would
+// resend everything on every tick).
+func WithResendAfter(d time.Duration) Option {
+	return func(f *Function) error {
+		if d <= 0 {
+			return fmt.Errorf("resend after %s: want a positive duration", d)
+		}
+		f.resendAfter = d
+		return nil
+	}
+}
 
 // WithLegacy makes the function publish, when a deliberation ends, the old
 // fleet's agent responses through p (legacy.Publisher) before the end is
 // acknowledged in the outbox; a failure to publish them is a transient
 // error, like a failure to emit. A nil p changes nothing.
-func WithLegacy(p legacyPublisher) Option { return func(f *Function) { f.legacy = p } }
+func WithLegacy(p legacyPublisher) Option {
+	return func(f *Function) error {
+		f.legacy = p
+		return nil
+	}
+}
 
 // New returns a Function over store and emitter.
 func New(store council.Store, emitter council.Emitter, opts ...Option) (*Function, error) {
@@ -102,7 +143,9 @@ func New(store council.Store, emitter council.Emitter, opts ...Option) (*Functio
 		log: slog.New(slog.DiscardHandler), resendAfter: 10 * time.Minute,
 	}
 	for _, o := range opts {
-		o(f)
+		if err := o(f); err != nil {
+			return nil, fmt.Errorf("execute: new: %w", err)
+		}
 	}
 	if f.jobs != nil {
 		f.job = f.job.withDefaults()

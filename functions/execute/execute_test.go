@@ -280,3 +280,33 @@ func TestSweepFailsOverdueDeliberations(t *testing.T) {
 		t.Errorf("reason %q does not mention the timeout", failed.Reason)
 	}
 }
+
+// TestNewRejectsBadOptions: an option that would misconfigure the function
+// is an error of New, naming the option's problem, instead of a surprise
+// later (a zero resend delay would resend every request on every tick).
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  execute.Option
+		want string
+	}{
+		{"zero resend", execute.WithResendAfter(0), "want a positive duration"},
+		{"negative resend", execute.WithResendAfter(-time.Second), "want a positive duration"},
+		{"empty source", execute.WithSource(""), "empty source"},
+		{"nil clock", execute.WithClock(nil), "nil clock"},
+		{"nil logger", execute.WithLogger(nil), "nil logger"},
+		{"unnamed check", execute.WithCheck("", func(context.Context) error { return nil }), "empty name"},
+		{"nil job runner", execute.WithJobRunner(nil, execute.JobTemplate{}), "nil job runner"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := execute.New(counciltest.NewStore(), &counciltest.Emitter{}, tc.opt)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := execute.New(counciltest.NewStore(), &counciltest.Emitter{},
+		execute.WithResendAfter(time.Minute), execute.WithCheck("llm", nil)); err != nil {
+		t.Errorf("New with good options: %v", err)
+	}
+}

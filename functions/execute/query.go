@@ -49,15 +49,20 @@ type check struct {
 // WithCheck adds a dependency to GET /status under name: the service is
 // healthy only while every probe returns nil. The state store is always
 // checked, under "nats"; a check with that name replaces it. A nil probe
-// is ignored. Typical
-// checks: "llm" (vllm.Client.Ping) and "ray" (rayjobs.Client.Version).
+// is ignored (a dependency that is not configured); an empty name is an
+// error. Typical checks: "llm" (vllm.Client.Ping) and "ray"
+// (rayjobs.Client.Version).
 func WithCheck(name string, probe func(ctx context.Context) error) Option {
-	return func(f *Function) {
+	return func(f *Function) error {
+		if name == "" {
+			return errors.New("check with an empty name")
+		}
 		if probe == nil {
-			return
+			return nil
 		}
 		f.checks = slices.DeleteFunc(f.checks, func(c check) bool { return c.name == name })
 		f.checks = append(f.checks, check{name: name, probe: probe})
+		return nil
 	}
 }
 

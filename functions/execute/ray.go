@@ -90,9 +90,15 @@ func (t JobTemplate) withDefaults() JobTemplate {
 // runner, described by spec. Without it such requests are rejected as
 // invalid. When runner can also read a job's logs (Logs(ctx, submissionID)
 // (string, error), as rayjobs.Client does), the reason of a failed job
-// quotes their end.
+// quotes their end. A nil runner is an error.
 func WithJobRunner(runner council.JobRunner, spec JobTemplate) Option {
-	return func(f *Function) { f.jobs, f.job = runner, spec }
+	return func(f *Function) error {
+		if runner == nil {
+			return errors.New("nil job runner")
+		}
+		f.jobs, f.job = runner, spec
+		return nil
+	}
 }
 
 // logs is what execute needs to quote a failed job's output.

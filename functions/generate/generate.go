@@ -7,6 +7,7 @@ package generate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -16,8 +17,8 @@ import (
 	"council.dev/shared/council"
 )
 
-// Types are the event types the function consumes.
-var Types = []string{events.TypeProposalRequested}
+// Types returns the event types the function consumes (a new slice each call).
+func Types() []string { return []string{events.TypeProposalRequested} }
 
 // Function handles proposal.requested events.
 type Function struct {
@@ -28,20 +29,50 @@ type Function struct {
 	log    *slog.Logger
 }
 
-// Option configures a Function.
-type Option func(*Function)
+// Option configures a Function. New reports an option's error.
+type Option func(*Function) error
 
-// WithTokenSink streams proposal tokens to sink.
-func WithTokenSink(sink council.TokenSink) Option { return func(f *Function) { f.tokens = sink } }
+// WithTokenSink streams proposal tokens to sink (nil: no streaming).
+func WithTokenSink(sink council.TokenSink) Option {
+	return func(f *Function) error {
+		f.tokens = sink
+		return nil
+	}
+}
 
-// WithSource sets the CloudEvents source of replies (default council.dev/generate).
-func WithSource(source string) Option { return func(f *Function) { f.source = source } }
+// WithSource sets the CloudEvents source of replies (default
+// council.dev/generate); it must not be empty.
+func WithSource(source string) Option {
+	return func(f *Function) error {
+		if source == "" {
+			return errors.New("empty source")
+		}
+		f.source = source
+		return nil
+	}
+}
 
-// WithClock sets the clock.
-func WithClock(now func() time.Time) Option { return func(f *Function) { f.now = now } }
+// WithClock sets the clock; it must not be nil.
+func WithClock(now func() time.Time) Option {
+	return func(f *Function) error {
+		if now == nil {
+			return errors.New("nil clock")
+		}
+		f.now = now
+		return nil
+	}
+}
 
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(f *Function) { f.log = l } }
+// WithLogger sets the logger; it must not be nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(f *Function) error {
+		if l == nil {
+			return errors.New("nil logger")
+		}
+		f.log = l
+		return nil
+	}
+}
 
 // New returns a Function that generates with llm.
 func New(llm council.Completer, opts ...Option) (*Function, error) {
@@ -50,7 +81,9 @@ func New(llm council.Completer, opts ...Option) (*Function, error) {
 	}
 	f := &Function{llm: llm, source: "council.dev/generate", now: time.Now, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
-		o(f)
+		if err := o(f); err != nil {
+			return nil, fmt.Errorf("generate: new: %w", err)
+		}
 	}
 	return f, nil
 }

@@ -151,3 +151,24 @@ func TestTokensAreStreamedPerAgent(t *testing.T) {
 		t.Errorf("streamed text differs from the proposal (-want +got):\n%s", diff)
 	}
 }
+
+// TestNewRejectsBadOptions: an option that would misconfigure the function
+// is an error of New.
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  generate.Option
+		want string
+	}{
+		{"empty source", generate.WithSource(""), "empty source"},
+		{"nil clock", generate.WithClock(nil), "nil clock"},
+		{"nil logger", generate.WithLogger(nil), "nil logger"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := generate.New(&counciltest.Completer{}, tc.opt)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}

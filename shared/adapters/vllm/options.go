@@ -129,9 +129,10 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithJitter replaces the random draw of the backoff: jitter(limit) must
-// return a duration in [0, limit]. Tests use it to make backoff deterministic.
-func WithJitter(jitter func(limit time.Duration) time.Duration) Option {
+// withJitter replaces the random draw of the backoff: jitter(limit) must
+// return a duration in [0, limit]. Tests use it (export_test.go) to make
+// backoff deterministic.
+func withJitter(jitter func(limit time.Duration) time.Duration) Option {
 	return func(c *config) error {
 		if jitter == nil {
 			return errors.New("jitter is nil")
@@ -141,9 +142,10 @@ func WithJitter(jitter func(limit time.Duration) time.Duration) Option {
 	}
 }
 
-// WithSleep replaces the wait between attempts; sleep must return ctx.Err()
-// when ctx ends first. Tests use it to record backoffs without waiting.
-func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
+// withSleep replaces the wait between attempts; sleep must return ctx.Err()
+// when ctx ends first. Tests use it (export_test.go) to record backoffs
+// without waiting.
+func withSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
 	return func(c *config) error {
 		if sleep == nil {
 			return errors.New("sleep is nil")

@@ -42,7 +42,7 @@ func run() int {
 		}
 		return host.Function{Handle: fn.Handle, JetStream: js, Close: nc.Close}, nil
 	}
-	if err := host.Run(ctx, cfg, "critique", critique.Types, init, log); err != nil {
+	if err := host.Run(ctx, cfg, "critique", critique.Types(), init, log); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}

@@ -93,7 +93,7 @@ func run() int {
 		}
 		return host.Function{Handle: fn.Handle, Routes: fn.Routes(), JetStream: js, Close: nc.Close}, nil
 	}
-	if err := host.Run(ctx, cfg, "execute", execute.Types, init, log); err != nil {
+	if err := host.Run(ctx, cfg, "execute", execute.Types(), init, log); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}

@@ -1,0 +1,7 @@
+package vllm
+
+// Test hooks, exported to the package's external tests only.
+var (
+	WithJitter = withJitter
+	WithSleep  = withSleep
+)
