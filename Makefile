@@ -30,6 +30,10 @@ test-unit: ## Run the tests that need no LLM server or Ray (domain, events, func
 	cd shared && go test $(GO_TEST_FLAGS) ./council/... ./counciltest/...
 	cd events && go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: contract
+contract: ## Check the event contract with an independent validator (Ajv strict: every schema compiles, every valid fixture validates)
+	scripts/contract-check.sh
+
 .PHONY: cover
 cover: ## Coverage of the domain package; fails below 90 %
 	@cd shared && go test -count=1 -coverprofile=../coverage.council.out ./council/ >/dev/null && \
