@@ -49,11 +49,6 @@ func Types() []string {
 	}
 }
 
-// lister lists every stored deliberation (for the sweep).
-type lister interface {
-	List(ctx context.Context) ([]*council.Deliberation, error)
-}
-
 // Function coordinates deliberations.
 type Function struct {
 	store       council.Store
@@ -246,11 +241,7 @@ func (f *Function) apply(ctx context.Context, id string, change func(*council.De
 // requests unanswered for too long (sent again), outboxes left by a crash,
 // and the Ray jobs of backend ray (see sweepJob).
 func (f *Function) Sweep(ctx context.Context) error {
-	l, ok := f.store.(lister)
-	if !ok {
-		return nil
-	}
-	all, err := l.List(ctx)
+	all, err := f.store.List(ctx)
 	if err != nil {
 		return fmt.Errorf("execute: sweep: %w", err)
 	}

@@ -319,11 +319,7 @@ func (f *Function) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
 }
 
 func (f *Function) list(ctx context.Context) ([]*council.Deliberation, error) {
-	l, ok := f.store.(lister)
-	if !ok {
-		return nil, council.Unavailablef("execute: the store cannot list deliberations")
-	}
-	all, err := l.List(ctx)
+	all, err := f.store.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("execute: list deliberations: %w", err)
 	}

@@ -88,9 +88,8 @@ func (t JobTemplate) withDefaults() JobTemplate {
 
 // WithJobRunner runs deliberations that ask for backend ray as jobs of
 // runner, described by spec. Without it such requests are rejected as
-// invalid. When runner can also read a job's logs (Logs(ctx, submissionID)
-// (string, error), as rayjobs.Client does), the reason of a failed job
-// quotes their end. A nil runner is an error.
+// invalid. The reason of a failed job quotes the end of its logs. A nil
+// runner is an error.
 func WithJobRunner(runner council.JobRunner, spec JobTemplate) Option {
 	return func(f *Function) error {
 		if runner == nil {
@@ -99,11 +98,6 @@ func WithJobRunner(runner council.JobRunner, spec JobTemplate) Option {
 		f.jobs, f.job = runner, spec
 		return nil
 	}
-}
-
-// logs is what execute needs to quote a failed job's output.
-type logs interface {
-	Logs(ctx context.Context, submissionID string) (string, error)
 }
 
 // SubmissionID is the Ray submission id of attempt (from 1) of deliberation id.
@@ -401,14 +395,10 @@ func (f *Function) recordJob(ctx context.Context, id, sid string, info council.J
 	})
 }
 
-// logTail returns the last lines of job sid's logs, or "" when the runner
-// cannot read logs or the read fails.
+// logTail returns the last lines of job sid's logs, or "" when the read
+// fails.
 func (f *Function) logTail(ctx context.Context, sid string) string {
-	l, ok := f.jobs.(logs)
-	if !ok {
-		return ""
-	}
-	out, err := l.Logs(ctx, sid)
+	out, err := f.jobs.Logs(ctx, sid)
 	if err != nil {
 		f.log.Warn("ray job logs", "submission_id", sid, "error", err)
 		return ""

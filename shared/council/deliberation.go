@@ -178,6 +178,22 @@ func DeliberationID(source, eventID string) string {
 	return "dlb-" + hex.EncodeToString(sum[:12])
 }
 
+// CheckDeliberationID returns an error wrapping ErrInvalid unless id can
+// name a stored deliberation: 1 to 255 ASCII letters, digits, '-' and '_'
+// (DeliberationID makes such ids; a Store refuses any other, so that an id
+// never turns into a pattern or a path where it is used as a key).
+func CheckDeliberationID(id string) error {
+	ok := id != "" && len(id) <= 255
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	}
+	if !ok {
+		return Invalidf("deliberation id %q: want 1 to 255 letters, digits, '-' and '_'", id)
+	}
+	return nil
+}
+
 // ProposalKey names the proposal work of agent at stage.
 func ProposalKey(stage int, agent string) string { return fmt.Sprintf("p.%d.%s", stage, agent) }
 

@@ -1004,3 +1004,16 @@ func TestUsageAdd(t *testing.T) {
 		t.Errorf("Add = %+v, want %+v", got, want)
 	}
 }
+
+func TestCheckDeliberationID(t *testing.T) {
+	for _, id := range []string{council.DeliberationID("council.dev/orchestrator", "req-1"), "a", "A-b_9", strings.Repeat("x", 255)} {
+		if err := council.CheckDeliberationID(id); err != nil {
+			t.Errorf("CheckDeliberationID(%q) = %v, want nil", id, err)
+		}
+	}
+	for _, id := range []string{"", "a.b", "a.*.>", "dlb/1", "dlb 1", "é", strings.Repeat("x", 256)} {
+		if err := council.CheckDeliberationID(id); !errors.Is(err, council.ErrInvalid) {
+			t.Errorf("CheckDeliberationID(%q) = %v, want ErrInvalid", id, err)
+		}
+	}
+}

@@ -50,10 +50,13 @@ type JobInfo struct {
 // JobRunner is the port to the cluster that runs long deliberations (Ray).
 //
 // Submit is idempotent on SubmissionID: submitting an existing id returns that
-// job. Get returns ErrNotFound for an unknown id. Errors wrap ErrInvalid for a
-// rejected request (4xx) and ErrUnavailable for an unreachable cluster or 5xx.
+// job. Get and Logs return ErrNotFound for an unknown id; Logs returns what
+// the job has written so far (execute quotes its end when a job fails).
+// Errors wrap ErrInvalid for a rejected request (4xx) and ErrUnavailable for
+// an unreachable cluster or 5xx.
 type JobRunner interface {
 	Submit(ctx context.Context, spec JobSpec) (JobInfo, error)
 	Get(ctx context.Context, submissionID string) (JobInfo, error)
 	Stop(ctx context.Context, submissionID string) error
+	Logs(ctx context.Context, submissionID string) (string, error)
 }

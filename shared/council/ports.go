@@ -119,9 +119,13 @@ type Emitter interface {
 //
 // Get returns ErrNotFound for an unknown id. Create returns ErrConflict when
 // the id exists. Update returns ErrConflict when revision is not the current
-// one. All return ErrUnavailable when the store cannot be reached.
+// one. Get, Create and Update return ErrInvalid for an id that
+// CheckDeliberationID refuses. List returns every stored deliberation, in
+// no particular order (execute's sweep and queries read it). All return
+// ErrUnavailable when the store cannot be reached.
 type Store interface {
 	Get(ctx context.Context, id string) (*Deliberation, uint64, error)
 	Create(ctx context.Context, d *Deliberation) (uint64, error)
 	Update(ctx context.Context, d *Deliberation, revision uint64) (uint64, error)
+	List(ctx context.Context) ([]*Deliberation, error)
 }

@@ -3,6 +3,8 @@ package counciltest
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +93,47 @@ func TestStore(t *testing.T, newStore func(t *testing.T) council.Store) {
 		}
 		if diff := cmp.Diff(d.Outbox, got.Outbox); diff != "" {
 			t.Errorf("outbox after update (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("list returns every stored deliberation", func(t *testing.T) {
+		s := newStore(t)
+		if all, err := s.List(ctx); err != nil || len(all) != 0 {
+			t.Fatalf("List of an empty store = %d, %v; want none", len(all), err)
+		}
+		want := []string{"dlb-list-a", "dlb-list-b", "dlb-list-c"}
+		for _, id := range want {
+			d, _ := council.New(id, Task(), now)
+			if _, err := s.Create(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := s.List(ctx)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		var got []string
+		for _, d := range all {
+			got = append(got, d.ID)
+		}
+		slices.Sort(got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("listed ids (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("an id the store cannot hold is invalid", func(t *testing.T) {
+		s := newStore(t)
+		for _, id := range []string{"", "a.*.>", "dlb/1", "dlb 1", strings.Repeat("x", 256)} {
+			if _, _, err := s.Get(ctx, id); !errors.Is(err, council.ErrInvalid) {
+				t.Errorf("Get(%q) error = %v, want ErrInvalid", id, err)
+			}
+			d, _ := council.New("dlb-ok", Task(), now)
+			d.ID = id
+			if _, err := s.Create(ctx, d); !errors.Is(err, council.ErrInvalid) {
+				t.Errorf("Create(%q) error = %v, want ErrInvalid", id, err)
+			}
+			if _, err := s.Update(ctx, d, 1); !errors.Is(err, council.ErrInvalid) {
+				t.Errorf("Update(%q) error = %v, want ErrInvalid", id, err)
+			}
 		}
 	})
 }

@@ -191,6 +191,9 @@ func NewStore() *Store { return &Store{data: map[string]storeEntry{}} }
 
 // Get implements council.Store.
 func (s *Store) Get(_ context.Context, id string) (*council.Deliberation, uint64, error) {
+	if err := council.CheckDeliberationID(id); err != nil {
+		return nil, 0, fmt.Errorf("counciltest: get: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.data[id]
@@ -206,6 +209,9 @@ func (s *Store) Get(_ context.Context, id string) (*council.Deliberation, uint64
 
 // Create implements council.Store.
 func (s *Store) Create(_ context.Context, d *council.Deliberation) (uint64, error) {
+	if err := council.CheckDeliberationID(d.ID); err != nil {
+		return 0, fmt.Errorf("counciltest: create: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.data[d.ID]; ok {
@@ -216,6 +222,12 @@ func (s *Store) Create(_ context.Context, d *council.Deliberation) (uint64, erro
 
 // Update implements council.Store.
 func (s *Store) Update(_ context.Context, d *council.Deliberation, revision uint64) (uint64, error) {
+	if err := council.CheckDeliberationID(d.ID); err != nil {
+		return 0, fmt.Errorf("counciltest: update: %w", err)
+	}
+	if revision == 0 {
+		return 0, fmt.Errorf("counciltest: update %s: %w", d.ID, council.Invalidf("revision 0; use Create"))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.data[d.ID]

@@ -168,6 +168,12 @@ func TestJobRunner(t *testing.T, c JobRunnerContract) {
 			t.Errorf("Get(never submitted): err %v, want ErrNotFound", err)
 		}
 	})
+	t.Run("the logs of an unknown job are not found", func(t *testing.T) {
+		spec := c.LongJob(t, "unknown-logs")
+		if _, err := c.New(t).Logs(ctx, spec.SubmissionID); !errors.Is(err, council.ErrNotFound) {
+			t.Errorf("Logs(never submitted): err %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("submit is idempotent and stop ends the job", func(t *testing.T) {
 		r := c.New(t)
 		spec := c.LongJob(t, "contract")
@@ -208,6 +214,9 @@ func TestJobRunner(t *testing.T, c JobRunnerContract) {
 		}
 		if err := r.Stop(ctx, spec.SubmissionID); err != nil {
 			t.Errorf("Stop of an ended job: %v, want no error", err)
+		}
+		if _, err := r.Logs(ctx, spec.SubmissionID); err != nil {
+			t.Errorf("Logs of a stopped job: %v, want its output", err)
 		}
 	})
 }

@@ -154,12 +154,7 @@ func decodeDeliberation(b []byte) (*council.Deliberation, error) {
 	return &d, nil
 }
 
-func checkKey(id string) error {
-	if !validID(id) {
-		return council.Invalidf("deliberation id %q: want letters, digits, '-' and '_'", id)
-	}
-	return nil
-}
+func checkKey(id string) error { return council.CheckDeliberationID(id) }
 
 // isRevisionConflict reports whether err is a lost compare-and-set: the
 // client's ErrKeyRevisionMismatch, or the server's "wrong last sequence"
