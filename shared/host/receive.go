@@ -94,6 +94,10 @@ func (s *HTTPServer) readEvent(w http.ResponseWriter, r *http.Request) (*event.E
 	case binding.EncodingBatch:
 		return nil, fmt.Errorf("host: read event: %w", council.Invalidf("batched CloudEvents are not supported; send one event per request"))
 	case binding.EncodingUnknown:
+		if v := r.Header.Get("Ce-Specversion"); v != "" {
+			return nil, fmt.Errorf("host: read event: %w", council.Invalidf(
+				"CloudEvents specversion %q is not supported: want 1.0 (or 0.3)", v))
+		}
 		return nil, fmt.Errorf("host: read event: %w", council.Invalidf(
 			"request is not a CloudEvent: want binary mode (ce-specversion, ce-id, ce-source, ce-type headers) "+
 				"or structured mode (Content-Type: application/cloudevents+json), got Content-Type %q",

@@ -303,8 +303,8 @@ func TestServerRejectsWhatIsNotACloudEvent(t *testing.T) {
 		{"structured, missing id", http.Header{"Content-Type": {"application/cloudevents+json"}},
 			`{"specversion":"1.0","source":"s","type":"t"}`, "id"},
 		{"binary, missing type", binaryHeaders("Ce-Type"), `{}`, "type"},
-		{"unknown spec version", http.Header{"Content-Type": {"application/json"}, "Ce-Specversion": {"9.9"},
-			"Ce-Id": {"x"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}}, `{}`, "not a CloudEvent"},
+		{"unknown spec version", http.Header{"Content-Type": {"application/json"}, "Ce-Specversion": {"0.1"},
+			"Ce-Id": {"x"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}}, `{}`, `specversion "0.1" is not supported: want 1.0`},
 		{"batch", http.Header{"Content-Type": {"application/cloudevents-batch+json"}}, `[]`, "batched"},
 	}
 	srv := startServer(t, echo)
