@@ -2,7 +2,10 @@
 // JetStream server (or an external one), the broker topology, and the three
 // functions (execute, generate, critique) on the JetStream transport against
 // an OpenAI-compatible LLM server. The dev command and the end-to-end tests
-// use it; it is the same wiring the functions' own commands use, in one place.
+// use it. The functions are the ones the images run: built by the same
+// constructors (execute.FromConfig, generate.FromConfig,
+// critique.FromConfig) from a host.Config parsed by host.LoadConfig from the
+// variables their commands read (TestFunctionsAreBuiltLikeTheImages).
 // With Config.RayAddress, execute runs backend ray requests as Ray jobs of a
 // council-agent binary built into Config.AgentDir; with Config.Legacy, the
 // end of every deliberation is also published on the old fleet's subjects.
@@ -27,11 +30,10 @@ import (
 	"council.dev/functions/critique"
 	"council.dev/functions/execute"
 	"council.dev/functions/generate"
-	"council.dev/shared/adapters/legacy"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/rayjobs"
-	"council.dev/shared/adapters/vllm"
 	"council.dev/shared/council"
+	"council.dev/shared/host"
 )
 
 // Config configures the stack. LLMURL is required.
@@ -83,8 +85,6 @@ type Stack struct {
 	URL       string
 	// Ray is the client of the Ray cluster; nil without Config.RayAddress.
 	Ray *rayjobs.Client
-	// Legacy publishes the old fleet's subjects; nil without Config.Legacy.
-	Legacy *legacy.Publisher
 
 	srv    *server.Server
 	cancel context.CancelFunc
@@ -92,8 +92,10 @@ type Stack struct {
 	mu     sync.Mutex
 	errs   []error
 
+	// config is the functions' configuration, as their commands read it.
+	config    host.Config
+	completer council.Completer
 	// The execute function runs apart, so that it can be restarted.
-	execOpts   []execute.Option
 	execLog    *slog.Logger
 	duplicate  bool
 	ackWait    time.Duration
@@ -154,48 +156,20 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.Publisher, err = natsjs.NewPublisher(s.JS); err != nil {
 		return nil, err
 	}
-	tokens, err := natsjs.NewTokenPublisher(s.NC)
+	// The functions are built from a host.Config, parsed from the same
+	// variables their commands read, by the constructors their commands
+	// use (FromConfig): the stack runs the functions the images run.
+	if s.config, err = hostConfig(cfg, s.URL); err != nil {
+		return nil, err
+	}
+	s.completer, s.execLog = cfg.Completer, log.With("function", "execute")
+	gen, err := generate.FromConfig(s.config, generate.Deps{NC: s.NC, Logger: log.With("function", "generate"), Completer: cfg.Completer})
 	if err != nil {
 		return nil, err
 	}
-	llm := cfg.Completer
-	if llm == nil {
-		model := cfg.LLMModel
-		if model == "" {
-			model = "council-tiny"
-		}
-		opts := []vllm.Option{vllm.WithLogger(log)}
-		if cfg.LLMTimeout > 0 {
-			opts = append(opts, vllm.WithTimeout(cfg.LLMTimeout))
-		}
-		if cfg.LLMRetries > 0 {
-			opts = append(opts, vllm.WithRetries(cfg.LLMRetries))
-		}
-		if llm, err = vllm.New(cfg.LLMURL, model, opts...); err != nil {
-			return nil, err
-		}
-	}
-	gen, err := generate.New(llm, generate.WithTokenSink(tokens), generate.WithLogger(log))
+	crit, err := critique.FromConfig(s.config, critique.Deps{Logger: log.With("function", "critique"), Completer: cfg.Completer})
 	if err != nil {
 		return nil, err
-	}
-	crit, err := critique.New(llm, critique.WithLogger(log))
-	if err != nil {
-		return nil, err
-	}
-	s.execLog = log.With("function", "execute")
-	s.execOpts = []execute.Option{execute.WithLogger(log)}
-	if c, ok := llm.(*vllm.Client); ok {
-		s.execOpts = append(s.execOpts, execute.WithCheck("llm", c.Ping))
-	}
-	if cfg.Legacy {
-		if s.Legacy, err = legacy.New(s.JS, legacy.WithLogger(log)); err != nil {
-			return nil, err
-		}
-		if err = s.Legacy.Setup(ctx); err != nil {
-			return nil, err
-		}
-		s.execOpts = append(s.execOpts, execute.WithLegacy(s.Legacy))
 	}
 	if cfg.RayAddress != "" {
 		if cfg.AgentDir == "" {
@@ -204,30 +178,6 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if s.Ray, err = rayjobs.New(cfg.RayAddress, rayjobs.WithLogger(log)); err != nil {
 			return nil, err
 		}
-		env := map[string]string{
-			"COUNCIL_NATS_URL":  s.URL,
-			"COUNCIL_LLM_URL":   cfg.LLMURL,
-			"COUNCIL_LLM_MODEL": cfg.LLMModel,
-		}
-		if env["COUNCIL_LLM_MODEL"] == "" {
-			env["COUNCIL_LLM_MODEL"] = "council-tiny"
-		}
-		if cfg.LLMTimeout > 0 {
-			env["COUNCIL_LLM_TIMEOUT"] = cfg.LLMTimeout.String()
-		}
-		if cfg.LLMRetries > 0 {
-			env["COUNCIL_LLM_RETRIES"] = strconv.Itoa(cfg.LLMRetries)
-		}
-		if cfg.Legacy {
-			env["COUNCIL_LEGACY_SUBJECTS"] = "true"
-		}
-		ray := s.Ray
-		s.execOpts = append(s.execOpts,
-			execute.WithJobRunner(ray, execute.JobTemplate{WorkingDir: cfg.AgentDir, Env: env}),
-			execute.WithCheck("ray", func(ctx context.Context) error {
-				_, err := ray.Version(ctx)
-				return err
-			}))
 	}
 	conc := cfg.Concurrency
 	if conc <= 0 {
@@ -280,7 +230,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 // startExecute starts a new execute function and its durable consumer,
 // which resumes where the previous one stopped.
 func (s *Stack) startExecute() error {
-	fn, err := execute.New(s.Store, s.Publisher, s.execOpts...)
+	fn, err := execute.FromConfig(s.runCtx, s.config, execute.Deps{JS: s.JS, Logger: s.execLog, Completer: s.completer})
 	if err != nil {
 		return err
 	}
@@ -417,6 +367,36 @@ func (s *Stack) Await(ctx context.Context, id string) (Outcome, error) {
 			}
 		}
 	}
+}
+
+// hostConfig is the configuration the functions' commands would read from
+// their environment in this stack: the variables are set from cfg and parsed
+// by host.LoadConfig, defaults and checks included.
+func hostConfig(cfg Config, natsURL string) (host.Config, error) {
+	env := map[string]string{
+		"COUNCIL_NATS_URL":  natsURL,
+		"COUNCIL_TRANSPORT": string(host.TransportJetStream),
+		"COUNCIL_LLM_URL":   cfg.LLMURL,
+		"COUNCIL_LLM_MODEL": cfg.LLMModel,
+	}
+	if cfg.LLMTimeout > 0 {
+		env["COUNCIL_LLM_TIMEOUT"] = cfg.LLMTimeout.String()
+	}
+	if cfg.LLMRetries > 0 {
+		env["COUNCIL_LLM_RETRIES"] = strconv.Itoa(cfg.LLMRetries)
+	}
+	if cfg.RayAddress != "" {
+		env["COUNCIL_RAY_ADDRESS"] = cfg.RayAddress
+		env["COUNCIL_RAY_AGENT_DIR"] = cfg.AgentDir
+	}
+	if cfg.Legacy {
+		env["COUNCIL_LEGACY_SUBJECTS"] = "true"
+	}
+	c, err := host.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		return host.Config{}, fmt.Errorf("stack: %w", err)
+	}
+	return c, nil
 }
 
 // Close stops the functions (letting in-flight events finish), then NATS.

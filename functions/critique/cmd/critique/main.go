@@ -1,5 +1,6 @@
 // Command critique serves the critique function: over HTTP (Knative) and,
-// with COUNCIL_TRANSPORT=jetstream, as a durable JetStream consumer.
+// with COUNCIL_TRANSPORT=jetstream, as a durable JetStream consumer. The
+// function is built by critique.FromConfig, as in the local stack.
 package main
 
 import (
@@ -22,12 +23,7 @@ func run() int {
 	log := host.NewLogger(cfg.LogLevel, os.Stderr)
 	ctx, stop := host.SignalContext()
 	defer stop()
-	llm, err := host.NewCompleter(cfg, log)
-	if err != nil {
-		log.Error("llm client", "error", err)
-		return 2
-	}
-	fn, err := critique.New(llm, critique.WithSource(cfg.SourceFor("critique")), critique.WithLogger(log))
+	fn, err := critique.FromConfig(cfg, critique.Deps{Logger: log})
 	if err != nil {
 		log.Error("critique", "error", err)
 		return 2

@@ -1,6 +1,7 @@
 // Command generate serves the generate function: over HTTP (Knative) and,
 // with COUNCIL_TRANSPORT=jetstream, as a durable JetStream consumer. It
-// listens at once and becomes ready when NATS answers.
+// listens at once and becomes ready when NATS answers. The function is
+// built by generate.FromConfig, as in the local stack.
 package main
 
 import (
@@ -9,7 +10,6 @@ import (
 	"os"
 
 	"council.dev/functions/generate"
-	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/host"
 )
 
@@ -34,12 +34,7 @@ func run() int {
 		if err != nil {
 			return host.Function{}, err
 		}
-		tokens, err := natsjs.NewTokenPublisher(nc, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
-		if err != nil {
-			nc.Close()
-			return host.Function{}, err
-		}
-		fn, err := generate.New(llm, generate.WithTokenSink(tokens), generate.WithSource(cfg.SourceFor("generate")), generate.WithLogger(log))
+		fn, err := generate.FromConfig(cfg, generate.Deps{NC: nc, Logger: log, Completer: llm})
 		if err != nil {
 			nc.Close()
 			return host.Function{}, err

@@ -1,0 +1,124 @@
+package execute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"council.dev/shared/adapters/legacy"
+	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/adapters/rayjobs"
+	"council.dev/shared/council"
+	"council.dev/shared/host"
+)
+
+// Deps are what the execute function is built over besides its
+// configuration.
+type Deps struct {
+	// JS is the JetStream of the state bucket and, without a K_SINK, of the
+	// broker stream execute publishes its fan-out to.
+	JS jetstream.JetStream
+	// Logger logs; nil discards.
+	Logger *slog.Logger
+	// Completer is the LLM the other functions use, checked by GET /status
+	// when it has a Ping method; nil builds the client cfg describes.
+	Completer council.Completer
+}
+
+// FromConfig builds the execute function the way its command runs it, from
+// cfg: the state store on cfg.NATS's bucket; the fan-out to cfg.Sink over
+// HTTP (Knative) or, without one, published to the broker stream; the
+// checks of GET /status (NATS, the LLM server, Ray); with cfg.RayAddress,
+// backend ray as Ray jobs of council-agent (in cfg.RayAgentDir, else next to
+// this binary) with cfg.JobEnv(); with cfg.LegacySubjects, the old fleet's
+// subjects (their stream set up here). The command (cmd/execute) and the
+// local stack (cli/stack) both build it here.
+func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error) {
+	if d.JS == nil {
+		return nil, errors.New("execute: from config: a JetStream is required (state bucket)")
+	}
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []Option{WithSource(cfg.SourceFor("execute")), WithLogger(log)}
+	llm := d.Completer
+	if llm == nil {
+		c, err := host.NewCompleter(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		llm = c
+	}
+	if p, ok := llm.(interface{ Ping(context.Context) error }); ok {
+		opts = append(opts, WithCheck("llm", p.Ping))
+	}
+	if cfg.RayAddress != "" {
+		ray, err := rayjobs.New(cfg.RayAddress, rayjobs.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		dir := agentDir(cfg, log)
+		opts = append(opts,
+			WithJobRunner(ray, JobTemplate{WorkingDir: dir, Env: cfg.JobEnv()}),
+			WithCheck("ray", func(ctx context.Context) error {
+				_, err := ray.Version(ctx)
+				return err
+			}))
+		log.Info("backend ray enabled", "ray", cfg.RayAddress, "agent_dir", dir)
+	}
+	if cfg.LegacySubjects {
+		lp, err := legacy.New(d.JS, legacy.WithLogger(log), legacy.WithReplicas(cfg.NATS.Replicas))
+		if err != nil {
+			return nil, err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := lp.Setup(sctx); err != nil {
+			return nil, err
+		}
+		log.Info("legacy subjects enabled", "stream", legacy.DefaultStream)
+		opts = append(opts, WithLegacy(lp))
+	}
+	kv, err := d.JS.KeyValue(ctx, cfg.NATS.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("execute: kv bucket %s: %w", cfg.NATS.Bucket, err)
+	}
+	store, err := natsjs.NewStore(kv, natsjs.WithTopology(cfg.NATS))
+	if err != nil {
+		return nil, err
+	}
+	var emitter council.Emitter
+	if cfg.Sink != "" {
+		if emitter, err = host.NewSinkEmitter(cfg.Sink); err != nil {
+			return nil, err
+		}
+	} else if emitter, err = natsjs.NewPublisher(d.JS, natsjs.WithTopology(cfg.NATS)); err != nil {
+		return nil, err
+	}
+	return New(store, emitter, opts...)
+}
+
+// agentDir is the working directory of the council-agent job:
+// COUNCIL_RAY_AGENT_DIR, or the directory of the running binary.
+func agentDir(cfg host.Config, log *slog.Logger) string {
+	if cfg.RayAgentDir != "" {
+		return cfg.RayAgentDir
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Warn("cannot find the council-agent binary; set COUNCIL_RAY_AGENT_DIR", "error", err)
+		return ""
+	}
+	dir := filepath.Dir(exe)
+	if _, err := os.Stat(filepath.Join(dir, "council-agent")); err != nil {
+		log.Warn("no council-agent next to execute; set COUNCIL_RAY_AGENT_DIR", "dir", dir)
+	}
+	return dir
+}

@@ -1,0 +1,51 @@
+package generate
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/council"
+	"council.dev/shared/host"
+)
+
+// Deps are what the generate function is built over besides its
+// configuration.
+type Deps struct {
+	// NC is the NATS connection the token streams are published on.
+	NC *nats.Conn
+	// Logger logs; nil discards.
+	Logger *slog.Logger
+	// Completer replaces the LLM client cfg describes (tests of the
+	// wiring); nil builds that client (host.NewCompleter).
+	Completer council.Completer
+}
+
+// FromConfig builds the generate function the way its command runs it: the
+// LLM client from cfg, token streams on d.NC in cfg's topology, the source
+// cfg.SourceFor("generate"). The command (cmd/generate) and the local stack
+// (cli/stack) both build it here.
+func FromConfig(cfg host.Config, d Deps) (*Function, error) {
+	if d.NC == nil {
+		return nil, errors.New("generate: from config: a NATS connection is required (token streams)")
+	}
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	llm := d.Completer
+	if llm == nil {
+		c, err := host.NewCompleter(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		llm = c
+	}
+	tokens, err := natsjs.NewTokenPublisher(d.NC, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
+	if err != nil {
+		return nil, err
+	}
+	return New(llm, WithTokenSink(tokens), WithSource(cfg.SourceFor("generate")), WithLogger(log))
+}
