@@ -10,18 +10,17 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
-
+	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 )
 
 // Handler handles one event and returns the reply event, or nil when there is
-// none. The same signature serves the HTTP receiver and the JetStream
-// consumer. Errors are classified with the council sentinels (and
+// none. It is the JetStream consumer's handler type (one type serves both
+// transports). Errors are classified with the council sentinels (and
 // ErrRateLimited); StatusFor says what each one becomes over HTTP. Over
 // HTTP, ctx is cancelled when the sender hangs up or when the shutdown grace
 // runs out.
-type Handler func(ctx context.Context, e event.Event) (*event.Event, error)
+type Handler = natsjs.Handler
 
 // Server timeouts that are not options: a client that cannot send its
 // headers in 10s or its body in a minute is not a broker worth waiting for.
