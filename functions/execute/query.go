@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"sort"
 	"sync"
 	"time"
@@ -23,6 +24,10 @@ const (
 	RouteDeliberation = "GET /deliberations/{id}"
 	RouteStatus       = "GET /status"
 	RouteJobs         = "GET /jobs"
+	// routeNoDeliberation catches what RouteDeliberation does not match
+	// (an empty id, an id with a slash): no deliberation has such an id,
+	// and the answer is the documented JSON 404, not the mux's plain text.
+	routeNoDeliberation = "GET /deliberations/"
 )
 
 // Service statuses of GET /status.
@@ -139,9 +144,10 @@ type ActiveJob struct {
 // on the function's HTTP server (host.WithRoute).
 func (f *Function) Routes() map[string]http.Handler {
 	return map[string]http.Handler{
-		RouteDeliberation: http.HandlerFunc(f.serveDeliberation),
-		RouteStatus:       http.HandlerFunc(f.serveStatus),
-		RouteJobs:         http.HandlerFunc(f.serveJobs),
+		RouteDeliberation:   http.HandlerFunc(f.serveDeliberation),
+		routeNoDeliberation: http.HandlerFunc(serveNoDeliberation),
+		RouteStatus:         http.HandlerFunc(f.serveStatus),
+		RouteJobs:           http.HandlerFunc(f.serveJobs),
 	}
 }
 
@@ -152,6 +158,11 @@ func (f *Function) QueryHandler() http.Handler {
 		mux.Handle(pattern, h)
 	}
 	return mux
+}
+
+func serveNoDeliberation(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/deliberations/")
+	writeJSON(w, http.StatusNotFound, Deliberation{DeliberationID: id, Status: StatusNotFound})
 }
 
 func (f *Function) serveDeliberation(w http.ResponseWriter, r *http.Request) {
