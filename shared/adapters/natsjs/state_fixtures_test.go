@@ -1,0 +1,107 @@
+package natsjs_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/council"
+	"council.dev/shared/counciltest"
+)
+
+var updateState = flag.Bool("update-state", false,
+	"write testdata/state/*.json anew from today's encoding (only when the stored format changes on purpose)")
+
+// stateFixtures builds, deterministically, the deliberations whose stored
+// form testdata/state holds: what execute keeps in the KV bucket at each
+// point of a deliberation's life.
+func stateFixtures(t *testing.T) map[string]*council.Deliberation {
+	t.Helper()
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	mk := func(id string, edit func(*council.Task)) *council.Deliberation {
+		task := counciltest.Task()
+		if edit != nil {
+			edit(&task)
+		}
+		d, err := council.New(id, task, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	running := mk("dlb-state-running", nil) // just accepted: outbox full
+	completed := mk("dlb-state-completed", nil)
+	if err := counciltest.Finish(completed, t0.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	failed := mk("dlb-state-failed", nil)
+	failed.Fail("timeout after 600s", t0.Add(10*time.Minute))
+	ray := mk("dlb-state-ray", func(task *council.Task) { task.Backend = council.BackendRay })
+	ray.Job = &council.JobRef{SubmissionID: "dlb-state-ray-1", Attempt: 1, State: council.JobRunning, SubmittedAt: t0.Add(time.Second)}
+	extraction := mk("dlb-state-extraction", func(task *council.Task) {
+		task.Kind = council.KindTaskExtraction
+		task.Agents = task.Agents[:1]
+		task.Constraints.PlanID = ""
+	})
+	if err := counciltest.Finish(extraction, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]*council.Deliberation{
+		"running": running, "completed": completed, "failed": failed, "ray": ray, "extraction": extraction,
+	}
+}
+
+// TestStoredStateFixturesStillDecode reads the state that today's code
+// stores (testdata/state, written by this test with -update-state) through
+// the real store: a change of the stored format must keep decoding what is
+// already in the buckets of running systems, or this test fails.
+func TestStoredStateFixturesStillDecode(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxTimeout(t)
+	kv, err := e.js.KeyValue(ctx, natsjs.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := natsjs.NewStore(kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range stateFixtures(t) {
+		path := filepath.Join("testdata", "state", name+".json")
+		if *updateState {
+			if _, err := s.Create(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			entry, err := kv.Get(ctx, want.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, entry.Value(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (write the fixtures with go test -run %s -update-state)", err, t.Name())
+		}
+		if _, err := kv.Create(ctx, want.ID, raw); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := s.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("%s: stored state of today no longer decodes: %v", name, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: stored state decodes differently (-want +got):\n%s", name, diff)
+		}
+	}
+}
