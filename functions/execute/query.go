@@ -8,8 +8,8 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strings"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 

@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg Config, name string, types []string, init Init
 		if f.JetStream == nil {
 			return abort(errors.New("host: transport jetstream needs a NATS connection"))
 		}
-		c, err := natsjs.NewConsumer(f.JetStream, name, types, natsjs.Handler(f.Handle), natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
+		c, err := natsjs.NewConsumer(f.JetStream, name, types, f.Handle, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 		if err != nil {
 			return abort(err)
 		}
