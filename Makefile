@@ -1,6 +1,6 @@
 # council — make help lists the targets.
 SHELL := /bin/bash
-MODULES := shared events functions/execute functions/generate functions/critique knative cli test
+MODULES := shared shared/adapters shared/host events functions/execute functions/generate functions/critique knative cli test
 GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
 # To compare runs with benchstat: make bench BENCH_COUNT=6 > new.txt
 BENCH_COUNT ?= 1

@@ -8,6 +8,8 @@ require (
 	council.dev/functions/execute v0.0.0
 	council.dev/functions/generate v0.0.0
 	council.dev/shared v0.0.0
+	council.dev/shared/adapters v0.0.0
+	council.dev/shared/host v0.0.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
@@ -42,4 +44,6 @@ replace (
 	council.dev/functions/execute => ../functions/execute
 	council.dev/functions/generate => ../functions/generate
 	council.dev/shared => ../shared
+	council.dev/shared/adapters => ../shared/adapters
+	council.dev/shared/host => ../shared/host
 )

@@ -339,7 +339,8 @@ func compareSchema(t *testing.T, at string, s map[string]any, defs map[string]an
 			tag := f.Tag.Get("json")
 			name, opts, _ := strings.Cut(tag, ",")
 			fields = append(fields, name)
-			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
+			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") &&
+				f.Tag.Get("schema") != "optional" {
 				required = append(required, name)
 			}
 			p, ok := props[name].(map[string]any)

@@ -151,6 +151,25 @@ func NewFailed(source string, d *council.Deliberation, now time.Time) council.En
 	return envelope(d.ID+".failed", TypeDeliberationFailed, source, d.Task.ID, now, w)
 }
 
+// CheckedEvent is ToEvent for the emitters (the JetStream publisher, the
+// K_SINK emitter): it refuses, with an error wrapping council.ErrInvalid, an
+// envelope without an id, a type or a source, with data that is not JSON, or
+// that does not make a valid CloudEvent. It is the one envelope → CloudEvent
+// conversion every emitter uses.
+func CheckedEvent(e council.Envelope) (event.Event, error) {
+	if e.ID == "" || e.Type == "" || e.Source == "" {
+		return event.Event{}, council.Invalidf("envelope needs an id, a type and a source (id %q, type %q, source %q)", e.ID, e.Type, e.Source)
+	}
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
+		return event.Event{}, council.Invalidf("envelope %s: data is not JSON", e.ID)
+	}
+	ev := ToEvent(e)
+	if err := ev.Validate(); err != nil {
+		return event.Event{}, council.Invalidf("envelope %s: %v", e.ID, err)
+	}
+	return ev, nil
+}
+
 // ToEvent turns e into a CloudEvents 1.0 event with JSON data.
 func ToEvent(e council.Envelope) event.Event {
 	ev := event.New(event.CloudEventsVersionV1)

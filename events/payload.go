@@ -8,7 +8,9 @@ import (
 // The payload structs below are the wire format: the JSON data of each event
 // type. A field without omitempty/omitzero is required (the JSON Schemas
 // list it as required, the decoders validate against them, and
-// TestSchemasMatchStructs keeps the two in step); the
+// TestSchemasMatchStructs keeps the two in step), except a field tagged
+// schema:"optional": one added to a published version, which the encoders
+// always write but the decoders accept without, as older producers send; the
 // encoders always write it, with empty lists as [] and empty maps as {},
 // never null.
 
@@ -66,8 +68,9 @@ type Usage struct {
 	CompletionTokens int `json:"completion_tokens"`
 	TotalTokens      int `json:"total_tokens"`
 	// CachedTokens are prompt tokens served from the LLM server's prefix
-	// cache (omitted when the server reports none).
-	CachedTokens int `json:"cached_tokens,omitempty"`
+	// cache (0 when the server reports none). Added within v1: always
+	// written, but optional on read, since producers from before it omit it.
+	CachedTokens int `json:"cached_tokens" schema:"optional"`
 }
 
 // Proposal is an agent's answer at one stage (0: first proposal, ≥ 1: revision).

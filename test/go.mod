@@ -7,6 +7,7 @@ require (
 	council.dev/events v0.0.0
 	council.dev/functions/execute v0.0.0
 	council.dev/shared v0.0.0
+	council.dev/shared/adapters v0.0.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/google/go-cmp v0.7.0
 	github.com/nats-io/nats.go v1.55.0
@@ -16,6 +17,7 @@ require (
 require (
 	council.dev/functions/critique v0.0.0 // indirect
 	council.dev/functions/generate v0.0.0 // indirect
+	council.dev/shared/host v0.0.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -44,4 +46,6 @@ replace (
 	council.dev/functions/execute => ../functions/execute
 	council.dev/functions/generate => ../functions/generate
 	council.dev/shared => ../shared
+	council.dev/shared/adapters => ../shared/adapters
+	council.dev/shared/host => ../shared/host
 )

@@ -5,10 +5,12 @@ go 1.26.0
 require (
 	council.dev/events v0.0.0
 	council.dev/shared v0.0.0
+	council.dev/shared/host v0.0.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2
 )
 
 require (
+	council.dev/shared/adapters v0.0.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
@@ -30,4 +32,6 @@ require (
 replace (
 	council.dev/events => ../../events
 	council.dev/shared => ../../shared
+	council.dev/shared/adapters => ../../shared/adapters
+	council.dev/shared/host => ../../shared/host
 )

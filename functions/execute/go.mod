@@ -5,6 +5,8 @@ go 1.26.0
 require (
 	council.dev/events v0.0.0
 	council.dev/shared v0.0.0
+	council.dev/shared/adapters v0.0.0
+	council.dev/shared/host v0.0.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/google/go-cmp v0.7.0
 	github.com/nats-io/nats.go v1.55.0
@@ -32,4 +34,6 @@ require (
 replace (
 	council.dev/events => ../../events
 	council.dev/shared => ../../shared
+	council.dev/shared/adapters => ../../shared/adapters
+	council.dev/shared/host => ../../shared/host
 )

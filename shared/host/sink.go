@@ -8,10 +8,10 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/client"
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
 
@@ -78,22 +78,9 @@ func NewSinkEmitter(target string, opts ...SinkOption) (*SinkEmitter, error) {
 // council.ErrInvalid for an envelope that is not a valid CloudEvent or any
 // other 4xx.
 func (s *SinkEmitter) Emit(ctx context.Context, env council.Envelope) error {
-	e := event.New()
-	e.SetID(env.ID)
-	e.SetType(env.Type)
-	e.SetSource(env.Source)
-	if env.Subject != "" {
-		e.SetSubject(env.Subject)
-	}
-	if !env.Time.IsZero() {
-		e.SetTime(env.Time)
-	}
-	if env.Data != nil {
-		e.SetDataContentType(event.ApplicationJSON)
-		e.DataEncoded = env.Data
-	}
-	if err := e.Validate(); err != nil {
-		return fmt.Errorf("host: emit %s: %w", env.ID, council.Invalidf("%v", err))
+	e, err := events.CheckedEvent(env)
+	if err != nil {
+		return fmt.Errorf("host: emit %s: %w", env.ID, err)
 	}
 
 	res := s.client.Send(ctx, e)

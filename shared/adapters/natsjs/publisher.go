@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
 
@@ -53,40 +54,14 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 // JSON, and one wrapping council.ErrUnavailable when the broker does not
 // acknowledge the event.
 func (p *Publisher) Emit(ctx context.Context, e council.Envelope) error {
-	ev, err := p.toEvent(e)
+	if e.Time.IsZero() {
+		e.Time = p.now()
+	}
+	ev, err := events.CheckedEvent(e)
 	if err != nil {
 		return fmt.Errorf("natsjs: emit %s: %w", e.Type, err)
 	}
 	return p.PublishEvent(ctx, ev)
-}
-
-func (p *Publisher) toEvent(e council.Envelope) (event.Event, error) {
-	if e.ID == "" || e.Type == "" {
-		return event.Event{}, council.Invalidf("envelope needs an id and a type (id %q, type %q)", e.ID, e.Type)
-	}
-	if len(e.Data) > 0 && !json.Valid(e.Data) {
-		return event.Event{}, council.Invalidf("envelope %s: data is not JSON", e.ID)
-	}
-	ev := event.New(event.CloudEventsVersionV1)
-	ev.SetID(e.ID)
-	ev.SetType(e.Type)
-	ev.SetSource(e.Source)
-	if e.Subject != "" {
-		ev.SetSubject(e.Subject)
-	}
-	t := e.Time
-	if t.IsZero() {
-		t = p.now()
-	}
-	ev.SetTime(t)
-	ev.SetDataContentType(event.ApplicationJSON)
-	if len(e.Data) > 0 {
-		// Set the encoded data directly: SetData with a []byte would
-		// base64-encode it.
-		ev.DataEncoded = append([]byte(nil), e.Data...)
-		ev.DataBase64 = false
-	}
-	return ev, nil
 }
 
 // PublishEvent publishes ev as a structured CloudEvent on the subject of its
