@@ -60,8 +60,20 @@ for dir in "$ROOT"/events/fixtures/*/; do
 	done
 done
 
+# The stored state execute writes (version 1), against its schema.
+state_schema="$ROOT/events/schemas/state.deliberation.v1.json"
+for fixture in "$ROOT"/shared/adapters/natsjs/testdata/state/v1/*.json; do
+	[[ -e "$fixture" ]] || continue
+	fixtures=$((fixtures + 1))
+	if ! out="$(ajv validate -s "$state_schema" -d "$fixture" 2>&1)"; then
+		log "stored state $(basename "$fixture") does not validate against $(basename "$state_schema"):"
+		echo "$out" >&2
+		failed=1
+	fi
+done
+
 if ((failed)); then
 	log "FAILED"
 	exit 1
 fi
-log "$schemas schemas compile in Ajv strict mode; the data of $fixtures valid fixtures validate"
+log "$schemas schemas compile in Ajv strict mode; $fixtures valid fixtures (event data, stored state) validate"

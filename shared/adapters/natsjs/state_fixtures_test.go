@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"council.dev/events"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 	"council.dev/shared/counciltest"
@@ -56,52 +57,61 @@ func stateFixtures(t *testing.T) map[string]*council.Deliberation {
 	}
 }
 
-// TestStoredStateFixturesStillDecode reads the state that today's code
-// stores (testdata/state, written by this test with -update-state) through
-// the real store: a change of the stored format must keep decoding what is
-// already in the buckets of running systems, or this test fails.
+// TestStoredStateFixturesStillDecode reads stored state through the real
+// store: testdata/state/unversioned, what builds before the versioned format
+// wrote and this one still writes (events.StateWriteVersion 0; frozen:
+// running systems hold such values), and testdata/state/v1, the versioned
+// format (rewritten with -update-state when it changes on purpose). A change of the stored format must keep decoding
+// both, or this test fails.
 func TestStoredStateFixturesStillDecode(t *testing.T) {
-	e := newEnv(t)
-	ctx := ctxTimeout(t)
-	kv, err := e.js.KeyValue(ctx, natsjs.DefaultBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := natsjs.NewStore(kv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, want := range stateFixtures(t) {
-		path := filepath.Join("testdata", "state", name+".json")
-		if *updateState {
-			if _, err := s.Create(ctx, want); err != nil {
-				t.Fatal(err)
-			}
-			entry, err := kv.Get(ctx, want.ID)
+	for _, version := range []string{"unversioned", "v1"} {
+		t.Run(version, func(t *testing.T) {
+			e := newEnv(t) // a bucket of its own: the fixtures share ids
+			ctx := ctxTimeout(t)
+			kv, err := e.js.KeyValue(ctx, natsjs.DefaultBucket)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			s, err := natsjs.NewStore(kv)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(path, entry.Value(), 0o644); err != nil {
-				t.Fatal(err)
+			for name, want := range stateFixtures(t) {
+				path := filepath.Join("testdata", "state", version, name+".json")
+				if *updateState && version == "v1" {
+					writeStateFixture(t, path, want)
+					continue
+				}
+				raw, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatalf("%v (write the v1 fixtures with go test -run %s -update-state)", err, t.Name())
+				}
+				if _, err := kv.Create(ctx, want.ID, raw); err != nil {
+					t.Fatal(err)
+				}
+				got, _, err := s.Get(ctx, want.ID)
+				if err != nil {
+					t.Fatalf("%s: stored state no longer decodes: %v", name, err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("%s: stored state decodes differently (-want +got):\n%s", name, diff)
+				}
 			}
-			continue
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (write the fixtures with go test -run %s -update-state)", err, t.Name())
-		}
-		if _, err := kv.Create(ctx, want.ID, raw); err != nil {
-			t.Fatal(err)
-		}
-		got, _, err := s.Get(ctx, want.ID)
-		if err != nil {
-			t.Fatalf("%s: stored state of today no longer decodes: %v", name, err)
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%s: stored state decodes differently (-want +got):\n%s", name, diff)
-		}
+		})
+	}
+}
+
+// writeStateFixture writes want in stored format version 1 to path.
+func writeStateFixture(t *testing.T, path string, want *council.Deliberation) {
+	t.Helper()
+	b, err := events.EncodeStateVersion(want, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

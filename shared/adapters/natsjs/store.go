@@ -2,12 +2,12 @@ package natsjs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
 
@@ -132,6 +132,8 @@ func (s *Store) List(ctx context.Context) ([]*council.Deliberation, error) {
 	return out, nil
 }
 
+// encodeDeliberation is the stored form of d (events.EncodeState: the
+// versioned state format), keyed by its id.
 func encodeDeliberation(d *council.Deliberation) (string, []byte, error) {
 	if d == nil {
 		return "", nil, council.Invalidf("nil deliberation")
@@ -139,19 +141,21 @@ func encodeDeliberation(d *council.Deliberation) (string, []byte, error) {
 	if err := checkKey(d.ID); err != nil {
 		return "", nil, err
 	}
-	body, err := json.Marshal(d)
+	body, err := events.EncodeState(d)
 	if err != nil {
-		return "", nil, fmt.Errorf("encode %s: %w: %w", d.ID, council.ErrInvalid, err)
+		return "", nil, fmt.Errorf("encode %s: %w", d.ID, err)
 	}
 	return d.ID, body, nil
 }
 
+// decodeDeliberation reads a stored value (events.DecodeState: every
+// version this build knows, and the unversioned values written before).
 func decodeDeliberation(b []byte) (*council.Deliberation, error) {
-	var d council.Deliberation
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("decode: %w: %w", council.ErrInvalid, err)
+	d, err := events.DecodeState(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
 	}
-	return &d, nil
+	return d, nil
 }
 
 func checkKey(id string) error { return council.CheckDeliberationID(id) }
