@@ -401,8 +401,8 @@ func (w *watcher) ended(e event.Event, id string) {
 
 // token prints the complete lines of a token message, prefixed with the agent.
 func (w *watcher) token(data []byte) {
-	var m natsjs.TokenMessage
-	if json.Unmarshal(data, &m) != nil {
+	m, err := events.DecodeToken(data)
+	if err != nil {
 		return
 	}
 	prefix := m.AgentID

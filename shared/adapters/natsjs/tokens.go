@@ -2,26 +2,14 @@ package natsjs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
-
-// TokenMessage is the JSON body of a streamed token message on
-// council.stream.<deliberation>.<agent>.
-type TokenMessage struct {
-	DeliberationID string `json:"deliberation_id"`
-	AgentID        string `json:"agent_id"`
-	Stage          int    `json:"stage"`
-	Seq            int    `json:"seq"`
-	Text           string `json:"text"`
-	// Final marks the last message of a completion; Text is empty then.
-	Final bool `json:"final"`
-}
 
 // TokenPublisher publishes streamed tokens with core NATS, without waiting
 // for an ack; the token stream captures them. It is safe for concurrent use.
@@ -45,7 +33,7 @@ func NewTokenPublisher(nc *nats.Conn, opts ...Option) (*TokenPublisher, error) {
 	return &TokenPublisher{nc: nc, topo: o.topology}, nil
 }
 
-// PublishToken publishes c as a TokenMessage on
+// PublishToken publishes c as an events.TokenMessage on
 // council.stream.<deliberation>.<agent>. It returns an error wrapping
 // council.ErrInvalid when an id is not made of letters, digits, '-' and '_',
 // and one wrapping council.ErrUnavailable when the connection cannot take
@@ -58,16 +46,9 @@ func (p *TokenPublisher) PublishToken(ctx context.Context, c council.TokenChunk)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("natsjs: publish token %s/%s: %w: %w", c.DeliberationID, c.AgentID, council.ErrUnavailable, err)
 	}
-	body, err := json.Marshal(TokenMessage{
-		DeliberationID: c.DeliberationID,
-		AgentID:        c.AgentID,
-		Stage:          c.Stage,
-		Seq:            c.Seq,
-		Text:           c.Text,
-		Final:          c.Final,
-	})
+	body, err := events.EncodeToken(c)
 	if err != nil {
-		return fmt.Errorf("natsjs: publish token %s/%s: encode: %w", c.DeliberationID, c.AgentID, err)
+		return fmt.Errorf("natsjs: publish token: %w", err)
 	}
 	if err := p.nc.Publish(p.topo.TokenSubject(c.DeliberationID, c.AgentID), body); err != nil {
 		return fmt.Errorf("natsjs: publish token %s/%s: %w: %w", c.DeliberationID, c.AgentID, council.ErrUnavailable, err)

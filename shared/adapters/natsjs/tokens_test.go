@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"council.dev/events"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 )
@@ -34,11 +35,11 @@ func TestTokenPublisherLandsInTokenStream(t *testing.T) {
 	})
 
 	m := lastMsg(t, e.js, "COUNCIL_TOKENS", "council.stream.d0af.agent-1")
-	var got natsjs.TokenMessage
+	var got events.TokenMessage
 	if err := json.Unmarshal(m.Data, &got); err != nil {
 		t.Fatalf("token body: %v", err)
 	}
-	want := natsjs.TokenMessage{DeliberationID: "d0af", AgentID: "agent-1", Stage: 2, Seq: 2, Final: true}
+	want := events.TokenMessage{DeliberationID: "d0af", AgentID: "agent-1", Stage: 2, Seq: 2, Final: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("last token (-want +got):\n%s", diff)
 	}
