@@ -59,12 +59,15 @@ func EncodeStateVersion(d *council.Deliberation, version int) ([]byte, error) {
 // which running systems still hold. A newer version than this build knows,
 // or a value that does not decode, is an error wrapping council.ErrInvalid.
 func DecodeState(b []byte) (*council.Deliberation, error) {
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(b, &probe); err != nil {
+	// The versioned form starts with its version (EncodeStateVersion writes
+	// it first); peeking at the first key spares the unversioned values,
+	// still the common case, a second parse of the whole state.
+	versioned, err := firstKeyIsVersion(b)
+	if err != nil {
 		return nil, fmt.Errorf("events: decode state: %w: %w", council.ErrInvalid, err)
 	}
 	body := b
-	if raw, ok := probe["schema_version"]; ok {
+	if versioned {
 		var s storedState
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
@@ -73,7 +76,7 @@ func DecodeState(b []byte) (*council.Deliberation, error) {
 		}
 		if s.SchemaVersion != StateSchemaVersion {
 			return nil, fmt.Errorf("events: decode state: %w", council.Invalidf(
-				"schema_version %s: this build reads version %d (and unversioned state)", raw, StateSchemaVersion))
+				"schema_version %d: this build reads version %d (and unversioned state)", s.SchemaVersion, StateSchemaVersion))
 		}
 		body = s.Deliberation
 	}
@@ -85,4 +88,18 @@ func DecodeState(b []byte) (*council.Deliberation, error) {
 		return nil, fmt.Errorf("events: decode state: %w", council.Invalidf("no deliberation id"))
 	}
 	return &d, nil
+}
+
+// firstKeyIsVersion reports whether the JSON object b starts with the key
+// schema_version, reading only its first tokens.
+func firstKeyIsVersion(b []byte) (bool, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return false, fmt.Errorf("stored state is not a JSON object")
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return false, err
+	}
+	return tok == "schema_version", nil
 }

@@ -17,52 +17,42 @@ import (
 	"council.dev/shared/council"
 )
 
-// compiledSchemas holds the shipped JSON Schema of every event type that
-// has one, compiled once on first use. It never changes after that.
-var compiledSchemas = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
-	out := map[string]*jsonschema.Schema{}
+// Validator checks JSON documents against one JSON Schema (draft 2020-12,
+// formats asserted). It is safe for concurrent use.
+type Validator struct {
+	schema *jsonschema.Schema
+}
+
+// CompileSchema compiles the JSON Schema document schema, named name in
+// errors. An error wraps council.ErrInvalid.
+func CompileSchema(name string, schema []byte) (*Validator, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+	if err != nil {
+		return nil, council.Invalidf("schema %s is not JSON: %v", name, err)
+	}
 	c := jsonschema.NewCompiler()
 	c.AssertFormat() // date-time fields are RFC 3339 times
-	for _, t := range Types() {
-		b, ok := Schema(t)
-		if !ok {
-			continue
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			return nil, fmt.Errorf("events: schema of %s: %w", t, err)
-		}
-		url := "https://council.dev/events/schemas/" + t + ".json"
-		if err := c.AddResource(url, doc); err != nil {
-			return nil, fmt.Errorf("events: schema of %s: %w", t, err)
-		}
-		s, err := c.Compile(url)
-		if err != nil {
-			return nil, fmt.Errorf("events: schema of %s: %w", t, err)
-		}
-		out[t] = s
+	url := "https://council.dev/schemas/" + name + ".json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, council.Invalidf("schema %s: %v", name, err)
 	}
-	return out, nil
-})
-
-// validate checks data, a JSON object, against the shipped schema of
-// eventType. The error wraps council.ErrInvalid and names the field, in the
-// codec's words: "field agents[1].role is required", "field stage:
-// expected integer, got JSON string", "unknown field \"x\"".
-func validate(eventType string, data []byte) error {
-	schemas, err := compiledSchemas()
+	s, err := c.Compile(url)
 	if err != nil {
-		return err // a broken embedded schema: a build defect, caught by tests
+		return nil, council.Invalidf("schema %s does not compile: %v", name, err)
 	}
-	s, ok := schemas[eventType]
-	if !ok {
-		return nil
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	return &Validator{schema: s}, nil
+}
+
+// Validate checks the JSON document doc. The error wraps council.ErrInvalid
+// and names every field at fault, in the codec's words: "field
+// agents[1].role is required", "field stage: expected integer, got JSON
+// string", "unknown field \"x\"", "field overall: maximum: got 943, want 10".
+func (v *Validator) Validate(doc []byte) error {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
 	if err != nil {
 		return council.Invalidf("data is not valid JSON: %v", err)
 	}
-	verr := s.Validate(inst)
+	verr := v.schema.Validate(inst)
 	if verr == nil {
 		return nil
 	}
@@ -75,6 +65,37 @@ func validate(eventType string, data []byte) error {
 	slices.Sort(msgs)
 	msgs = slices.Compact(msgs)
 	return council.Invalidf("%s", strings.Join(msgs, "; "))
+}
+
+// compiledSchemas holds the validator of every event type's shipped JSON
+// Schema, compiled once on first use. It never changes after that.
+var compiledSchemas = sync.OnceValues(func() (map[string]*Validator, error) {
+	out := map[string]*Validator{}
+	for _, t := range Types() {
+		b, ok := Schema(t)
+		if !ok {
+			continue
+		}
+		v, err := CompileSchema(t, b)
+		if err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		out[t] = v
+	}
+	return out, nil
+})
+
+// validate checks data, a JSON object, against the shipped schema of
+// eventType (see Validator.Validate for the errors).
+func validate(eventType string, data []byte) error {
+	schemas, err := compiledSchemas()
+	if err != nil {
+		return err // a broken embedded schema: a build defect, caught by tests
+	}
+	if v, ok := schemas[eventType]; ok {
+		return v.Validate(data)
+	}
+	return nil
 }
 
 // leaves collects a message for every innermost failure under ve.

@@ -1,17 +1,14 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"council.dev/cli/stack"
 	"council.dev/events"
@@ -276,21 +273,9 @@ func TestStructuredKindsEndToEnd(t *testing.T) {
 
 // validateJSON validates the JSON document doc against a JSON Schema.
 func validateJSON(schema []byte, doc string) error {
-	sdoc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+	v, err := events.CompileSchema("output", schema)
 	if err != nil {
-		return fmt.Errorf("schema: %w", err)
+		return err
 	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("https://council.dev/output.json", sdoc); err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	compiled, err := c.Compile("https://council.dev/output.json")
-	if err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
-	if err != nil {
-		return fmt.Errorf("not JSON: %w", err)
-	}
-	return compiled.Validate(inst)
+	return v.Validate([]byte(doc))
 }

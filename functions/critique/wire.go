@@ -25,13 +25,9 @@ func FromConfig(cfg host.Config, d Deps) (*Function, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	llm := d.Completer
-	if llm == nil {
-		c, err := host.NewCompleter(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		llm = c
+	llm, err := host.CompleterOr(d.Completer, cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	return New(llm, WithSource(cfg.SourceFor("critique")), WithLogger(log))
 }

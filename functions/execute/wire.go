@@ -48,13 +48,9 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	opts := []Option{WithSource(cfg.SourceFor("execute")), WithLogger(log)}
-	llm := d.Completer
-	if llm == nil {
-		c, err := host.NewCompleter(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		llm = c
+	llm, err := host.CompleterOr(d.Completer, cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	if p, ok := llm.(interface{ Ping(context.Context) error }); ok {
 		opts = append(opts, WithCheck("llm", p.Ping))

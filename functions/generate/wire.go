@@ -35,13 +35,9 @@ func FromConfig(cfg host.Config, d Deps) (*Function, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	llm := d.Completer
-	if llm == nil {
-		c, err := host.NewCompleter(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		llm = c
+	llm, err := host.CompleterOr(d.Completer, cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	tokens, err := natsjs.NewTokenPublisher(d.NC, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	if err != nil {

@@ -48,6 +48,16 @@ func NewCompleter(cfg Config, log *slog.Logger) (*vllm.Client, error) {
 		vllm.WithRetries(cfg.LLMRetries), vllm.WithAPIKey(cfg.LLMAPIKey), vllm.WithLogger(log))
 }
 
+// CompleterOr returns c, or, when c is nil, the LLM client cfg describes
+// (NewCompleter): the functions' constructors take an injected Completer
+// in tests of the wiring and build their own otherwise.
+func CompleterOr(c council.Completer, cfg Config, log *slog.Logger) (council.Completer, error) {
+	if c != nil {
+		return c, nil
+	}
+	return NewCompleter(cfg, log)
+}
+
 // Function is what an Init builds once the function's dependencies answer.
 type Function struct {
 	// Handle handles the function's events.

@@ -27,11 +27,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	openai "github.com/sashabaranov/go-openai"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
 
@@ -42,7 +40,7 @@ type Client struct {
 	defaultModel string
 	allowed      []string
 	cfg          config
-	schemas      sync.Map // schema document → *jsonschema.Schema, compiled once
+	schemas      sync.Map // schema document → *events.Validator, compiled once
 }
 
 var _ council.Completer = (*Client)(nil)
@@ -126,7 +124,7 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 	if err != nil {
 		return fail(err)
 	}
-	var validator *jsonschema.Schema
+	var validator *events.Validator
 	if req.Schema != nil {
 		if validator, err = c.compile(*req.Schema); err != nil {
 			return fail(err)
@@ -299,70 +297,31 @@ func (c *Client) stream(ctx context.Context, oreq openai.ChatCompletionRequest, 
 	return out, chunks > 0, nil
 }
 
-// compile returns the compiled form of s, compiling it on first use.
-func (c *Client) compile(s council.JSONSchema) (*jsonschema.Schema, error) {
+// compile returns the validator of s, compiling it on first use.
+func (c *Client) compile(s council.JSONSchema) (*events.Validator, error) {
 	key := string(s.Schema)
 	if v, ok := c.schemas.Load(key); ok {
-		return v.(*jsonschema.Schema), nil
+		return v.(*events.Validator), nil
 	}
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(key))
+	v, err := events.CompileSchema(s.Name, s.Schema)
 	if err != nil {
-		return nil, council.Invalidf("schema %q is not valid JSON: %v", s.Name, err)
+		return nil, err
 	}
-	comp := jsonschema.NewCompiler()
-	const url = "council:schema.json"
-	if err := comp.AddResource(url, doc); err != nil {
-		return nil, council.Invalidf("schema %q: %v", s.Name, err)
-	}
-	compiled, err := comp.Compile(url)
-	if err != nil {
-		return nil, council.Invalidf("schema %q does not compile: %v", s.Name, err)
-	}
-	c.schemas.Store(key, compiled)
-	return compiled, nil
+	c.schemas.Store(key, v)
+	return v, nil
 }
 
-// followsSchema checks a structured answer against its schema.
-func followsSchema(v *jsonschema.Schema, name string, out council.Completion) error {
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(out.Content))
-	if err != nil {
-		return fmt.Errorf("%w: answer to schema %q is not JSON (finish reason %q): %w",
-			council.ErrBadOutput, name, out.FinishReason, err)
-	}
-	if err := v.Validate(inst); err != nil {
-		var ve *jsonschema.ValidationError
-		msg := err.Error()
-		if errors.As(err, &ve) {
-			msg = validationMessage(ve)
-		}
+// followsSchema checks a structured answer against its schema; the error
+// wraps council.ErrBadOutput (not ErrInvalid: another sample may do).
+func followsSchema(v *events.Validator, name string, out council.Completion) error {
+	if err := v.Validate([]byte(out.Content)); err != nil {
+		// The validator's reason, without its ErrInvalid class: here the
+		// answer is at fault, not the request.
+		reason := strings.TrimPrefix(err.Error(), council.ErrInvalid.Error()+": ")
 		return fmt.Errorf("%w: answer does not follow schema %q (finish reason %q): %s",
-			council.ErrBadOutput, name, out.FinishReason, msg)
+			council.ErrBadOutput, name, out.FinishReason, reason)
 	}
 	return nil
-}
-
-// validationMessage says where and how an answer breaks its schema, in one
-// line: the innermost failures, each with its JSON pointer.
-func validationMessage(ve *jsonschema.ValidationError) string {
-	var parts []string
-	printer := message.NewPrinter(language.English)
-	var walk func(e *jsonschema.ValidationError)
-	walk = func(e *jsonschema.ValidationError) {
-		if len(e.Causes) == 0 {
-			parts = append(parts, "at /"+strings.Join(e.InstanceLocation, "/")+": "+e.ErrorKind.LocalizedString(printer))
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c)
-		}
-	}
-	walk(ve)
-	msg := strings.Join(parts, "; ")
-	const limit = 500
-	if len(msg) > limit {
-		msg = msg[:limit] + "…"
-	}
-	return msg
 }
 
 // usageOf maps the server's usage, with the prompt tokens it served from its

@@ -545,10 +545,10 @@ func TestUnitAnswerMustFollowSchema(t *testing.T) {
 		name, content, finish, wantErr string
 	}{
 		{"follows", `{"overall": 7}`, "stop", ""},
-		{"out of range", `{"overall": 943}`, "stop", "at /overall: maximum"},
-		{"missing property", `{}`, "stop", "missing property 'overall'"},
-		{"extra property", `{"overall": 1, "x": 2}`, "stop", "additional properties 'x' not allowed"},
-		{"cut at max tokens", `{"overall": `, "length", `not JSON (finish reason "length")`},
+		{"out of range", `{"overall": 943}`, "stop", "field overall: maximum: got 943, want 10"},
+		{"missing property", `{}`, "stop", "field overall is required"},
+		{"extra property", `{"overall": 1, "x": 2}`, "stop", `unknown field "x"`},
+		{"cut at max tokens", `{"overall": `, "length", `(finish reason "length"): data is not valid JSON`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := &script{replies: []reply{{status: 200, body: answer(tc.content, tc.finish)}}}

@@ -6,7 +6,6 @@ package vllm_test
 // when the server is missing.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"council.dev/events"
 	"council.dev/shared/adapters/vllm"
 	"council.dev/shared/adapters/vllm/vllmtest"
 	"council.dev/shared/council"
@@ -262,22 +260,13 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 }
 
 // compile compiles a JSON Schema document for validating outputs.
-func compile(t *testing.T, name string, schema []byte) *jsonschema.Schema {
+func compile(t *testing.T, name string, schema []byte) *events.Validator {
 	t.Helper()
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+	v, err := events.CompileSchema(name, schema)
 	if err != nil {
-		t.Fatalf("schema %s: %v", name, err)
+		t.Fatal(err)
 	}
-	c := jsonschema.NewCompiler()
-	url := "https://council.dev/schemas/" + name + ".json"
-	if err := c.AddResource(url, doc); err != nil {
-		t.Fatalf("schema %s: %v", name, err)
-	}
-	s, err := c.Compile(url)
-	if err != nil {
-		t.Fatalf("schema %s does not compile: %v", name, err)
-	}
-	return s
+	return v
 }
 
 // TestServerStructuredKinds sends every schema council asks for, exactly as
@@ -321,11 +310,7 @@ func TestServerStructuredKinds(t *testing.T) {
 					if got.FinishReason != "stop" {
 						t.Errorf("finish reason %q, want stop (cut at %d tokens?)", got.FinishReason, tc.maxTokens)
 					}
-					inst, err := jsonschema.UnmarshalJSON(strings.NewReader(got.Content))
-					if err != nil {
-						t.Fatalf("output is not JSON: %v\n%s", err, got.Content)
-					}
-					if err := validator.Validate(inst); err != nil {
+					if err := validator.Validate([]byte(got.Content)); err != nil {
 						t.Errorf("output breaks the schema: %v\n%s", err, got.Content)
 					}
 				})
@@ -409,4 +394,20 @@ func BenchmarkServerFourCalls(b *testing.B) {
 		}
 		b.ReportMetric(float64(tokens.Load())/b.Elapsed().Seconds(), "tokens/s")
 	})
+}
+
+// TestServerAnswerCutShortIsBadOutput: against the real server, a
+// structured answer cut at max_tokens does not follow its schema; the
+// adapter reports it as ErrBadOutput (transient: another sample with more
+// room may do), saying so, instead of handing on broken JSON.
+func TestServerAnswerCutShortIsBadOutput(t *testing.T) {
+	c := serverClient(t)
+	s, _ := council.StructuredSchema(council.KindTaskDerivation)
+	seed := int64(5)
+	_, err := c.Complete(t.Context(), council.CompletionRequest{
+		Messages: prompt(), MaxTokens: 3, Seed: &seed, Temperature: 0.7, Schema: &s,
+	})
+	if !errors.Is(err, council.ErrBadOutput) || !strings.Contains(err.Error(), `finish reason "length"`) {
+		t.Fatalf("error %v, want ErrBadOutput naming the cut (finish reason \"length\")", err)
+	}
 }
