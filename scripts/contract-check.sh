@@ -72,8 +72,50 @@ for fixture in "$ROOT"/shared/adapters/natsjs/testdata/state/v1/*.json; do
 	fi
 done
 
+# The stored state execute writes now (version 2: a header and records;
+# each fixture is an object of the values by KV key), value by value.
+state_schema="$ROOT/events/schemas/state.deliberation.v2.json"
+for fixture in "$ROOT"/shared/adapters/natsjs/testdata/state/v2/*.json; do
+	[[ -e "$fixture" ]] || continue
+	fixtures=$((fixtures + 1))
+	values="$work/state-v2-$(basename "$fixture" .json)"
+	mkdir -p "$values"
+	python3 -c 'import json, sys
+for i, (k, v) in enumerate(json.load(open(sys.argv[1])).items()):
+    json.dump(v, open("%s/%03d.json" % (sys.argv[2], i), "w"))' "$fixture" "$values"
+	for value in "$values"/*.json; do
+		if ! out="$(ajv validate -s "$state_schema" -d "$value" 2>&1)"; then
+			log "stored state $(basename "$fixture") (v2) holds a value that does not validate against $(basename "$state_schema"):"
+			echo "$out" >&2
+			failed=1
+		fi
+	done
+done
+
+# The old fleet's envelopes (council.dev/events/legacy): the body of every
+# message in its golden files, against the legacy schema.
+legacy_schema="$ROOT/events/schemas/legacy.agent.response.v1.json"
+for golden in "$ROOT"/events/legacy/testdata/*.golden.json; do
+	[[ -e "$golden" ]] || continue
+	name="$(basename "$golden" .golden.json)"
+	bodies="$(python3 -c 'import json, sys
+for i, m in enumerate(json.load(open(sys.argv[1]))):
+    path = "%s/legacy-%s-%d.json" % (sys.argv[2], sys.argv[3], i)
+    json.dump(m["body"], open(path, "w"))
+    print(path)' "$golden" "$work" "$name")"
+	while IFS= read -r body; do
+		[[ -n "$body" ]] || continue
+		fixtures=$((fixtures + 1))
+		if ! out="$(ajv validate -s "$legacy_schema" -d "$body" 2>&1)"; then
+			log "legacy message $(basename "$body" .json) of $(basename "$golden") does not validate against $(basename "$legacy_schema"):"
+			echo "$out" >&2
+			failed=1
+		fi
+	done <<<"$bodies"
+done
+
 if ((failed)); then
 	log "FAILED"
 	exit 1
 fi
-log "$schemas schemas compile in Ajv strict mode; $fixtures valid fixtures (event data, stored state) validate"
+log "$schemas schemas compile in Ajv strict mode; $fixtures valid fixtures (event data, stored state, legacy messages) validate"

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/cli/stack"
+	wire "council.dev/events/legacy"
 	"council.dev/shared/adapters/legacy"
 	"council.dev/shared/council"
 	"council.dev/shared/counciltest"
@@ -100,7 +101,7 @@ func TestLegacySubjects(t *testing.T) {
 			t.Errorf("%s: Nats-Msg-Id %q, idempotency_key %q", p.AgentID, msgID, env.IdempotencyKey)
 		}
 		keys[env.IdempotencyKey] = true
-		if env.EventType != legacy.EventCompleted || env.CorrelationID != id || p.Proposal.Content == "" {
+		if env.EventType != wire.EventCompleted || env.CorrelationID != id || p.Proposal.Content == "" {
 			t.Errorf("%s: event_type %q, correlation_id %q (want %s), content %q",
 				p.AgentID, env.EventType, env.CorrelationID, id, p.Proposal.Content)
 		}
@@ -111,7 +112,7 @@ func TestLegacySubjects(t *testing.T) {
 	var want []got
 	for _, r := range completed.Ranking {
 		sr := ranking[r.Proposal.AgentID]
-		want = append(want, got{legacy.SubjectCompleted, r.Proposal.AgentID, r.Proposal.Role, "completed", "task-42", sr[0], sr[1]})
+		want = append(want, got{wire.SubjectCompleted, r.Proposal.AgentID, r.Proposal.Role, "completed", "task-42", sr[0], sr[1]})
 	}
 	if diff := cmp.Diff(want, gots); diff != "" {
 		t.Errorf("legacy messages (-want +got):\n%s", diff)

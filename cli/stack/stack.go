@@ -13,7 +13,6 @@ package stack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -350,8 +349,8 @@ func (s *Stack) Await(ctx context.Context, id string) (Outcome, error) {
 			}
 			return Outcome{}, fmt.Errorf("stack: await %s: %w", id, err)
 		}
-		var e event.Event
-		if err := json.Unmarshal(msg.Data(), &e); err != nil {
+		e, err := events.DecodeStructured(msg.Data())
+		if err != nil {
 			continue
 		}
 		switch e.Type() {

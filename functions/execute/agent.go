@@ -3,7 +3,6 @@ package execute
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/cloudevents/sdk-go/v2/event"
 
 	"council.dev/events"
 	"council.dev/shared/council"
@@ -156,9 +153,9 @@ func JobRequest(getenv func(string) string, dir string) (id string, task council
 	default:
 		return "", council.Task{}, council.Invalidf("no request: set %s or %s", EnvRequest, EnvRequestFile)
 	}
-	var e event.Event
-	if err := json.Unmarshal(body, &e); err != nil {
-		return "", council.Task{}, council.Invalidf("the request is not a structured CloudEvent: %v", err)
+	e, err := events.DecodeStructured(body)
+	if err != nil {
+		return "", council.Task{}, fmt.Errorf("the request: %w", err)
 	}
 	if task, err = events.DecodeRequest(e); err != nil {
 		return "", council.Task{}, err

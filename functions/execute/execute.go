@@ -21,7 +21,7 @@
 // fleet's subjects (agent.response.*, one message per agent) by the same
 // outbox step, before the end is acknowledged.
 //
-// The function also answers queries over HTTP (Routes, openapi.yaml): a
+// The function also answers queries over HTTP (Routes, events/openapi.yaml): a
 // deliberation's status, the service status with statistics, and the
 // running deliberations. They read the durable state, never process memory.
 package execute
@@ -237,11 +237,13 @@ func (f *Function) apply(ctx context.Context, id string, change func(*council.De
 	return err
 }
 
-// Sweep checks every running deliberation: deadlines (timeout_seconds),
-// requests unanswered for too long (sent again), outboxes left by a crash,
-// and the Ray jobs of backend ray (see sweepJob).
+// Sweep checks every deliberation that owes something (the store's
+// index, not everything kept): deadlines (timeout_seconds), requests
+// unanswered for too long (sent again), outboxes left by a crash, and the
+// Ray jobs of backend ray (see sweepJob). A stored value that does not
+// decode is set aside by the store and stops nothing.
 func (f *Function) Sweep(ctx context.Context) error {
-	all, err := f.store.List(ctx)
+	all, err := f.store.Active(ctx)
 	if err != nil {
 		return fmt.Errorf("execute: sweep: %w", err)
 	}

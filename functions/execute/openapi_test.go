@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,14 +14,16 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"sigs.k8s.io/yaml"
 
+	"council.dev/events"
 	"council.dev/functions/execute"
 	"council.dev/shared/council"
 	"council.dev/shared/counciltest"
 )
 
-// openAPI is openapi.yaml, loaded for validating answers against it: the
-// schema of each documented response is compiled from the document itself
-// (OpenAPI 3.1 schemas are JSON Schema 2020-12).
+// openAPI is the query API's document (events/openapi.yaml, embedded in
+// the contract module: events.OpenAPI), loaded for validating answers
+// against it: the schema of each documented response is compiled from the
+// document itself (OpenAPI 3.1 schemas are JSON Schema 2020-12).
 type openAPI struct {
 	doc      map[string]any
 	compiler *jsonschema.Compiler
@@ -32,11 +33,7 @@ const openAPIURL = "https://council.dev/execute/openapi.json"
 
 func loadOpenAPI(t *testing.T) *openAPI {
 	t.Helper()
-	y, err := os.ReadFile("openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := yaml.YAMLToJSON(y)
+	j, err := yaml.YAMLToJSON(events.OpenAPI())
 	if err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}

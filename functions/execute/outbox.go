@@ -122,11 +122,17 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 		if err := o.emitter.Emit(ctx, env); err != nil {
 			return fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err)
 		}
-		if o.legacy != nil && (key == council.OutboxCompleted || key == council.OutboxFailed) {
+		if key == council.OutboxCompleted || key == council.OutboxFailed {
 			// Before the key is acknowledged: a failure keeps the key, and
-			// the next Flush sends both again (duplicates are dropped).
-			if err := o.legacy.Publish(ctx, d); err != nil {
-				return fmt.Errorf("execute: publish the legacy agent responses of %s: %w", d.ID, err)
+			// the next Flush does it again (duplicates are dropped, an end
+			// counted again changes nothing).
+			if o.legacy != nil {
+				if err := o.legacy.Publish(ctx, d); err != nil {
+					return fmt.Errorf("execute: publish the legacy agent responses of %s: %w", d.ID, err)
+				}
+			}
+			if err := o.store.CountEnd(ctx, d); err != nil {
+				return fmt.Errorf("execute: count the end of %s: %w", d.ID, err)
 			}
 		}
 		done = append(done, sent{key, attempt})

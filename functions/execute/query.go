@@ -2,10 +2,8 @@ package execute
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"sort"
@@ -17,7 +15,7 @@ import (
 	"council.dev/shared/council"
 )
 
-// The queries execute answers over HTTP (see openapi.yaml). They read the
+// The queries execute answers over HTTP (see events/openapi.yaml). They read the
 // durable state at query time, so every instance answers the same, a
 // restart loses nothing, and asking twice changes nothing.
 const (
@@ -30,14 +28,14 @@ const (
 	routeNoDeliberation = "GET /deliberations/"
 )
 
-// Service statuses of GET /status.
+// Service statuses of GET /status (events.ServiceHealthy, events.ServiceUnhealthy).
 const (
-	Healthy   = "healthy"
-	Unhealthy = "unhealthy"
+	Healthy   = events.ServiceHealthy
+	Unhealthy = events.ServiceUnhealthy
 )
 
 // StatusNotFound is the status GET /deliberations/{id} answers for an unknown id.
-const StatusNotFound = "not_found"
+const StatusNotFound = events.StatusNotFound
 
 // checkTimeout bounds one dependency check of GET /status.
 const checkTimeout = 5 * time.Second
@@ -71,74 +69,22 @@ func WithCheck(name string, probe func(ctx context.Context) error) Option {
 	}
 }
 
-// Deliberation is the answer of GET /deliberations/{id}.
-type Deliberation struct {
-	DeliberationID string `json:"deliberation_id"`
-	TaskID         string `json:"task_id,omitempty"`
-	Kind           string `json:"kind,omitempty"`
-	// Status is running, completed, failed or not_found.
-	Status     string     `json:"status"`
-	Backend    string     `json:"backend,omitempty"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	// DurationMS is FinishedAt − StartedAt, or the time so far while running.
-	DurationMS int64 `json:"duration_ms"`
-	// Result is the data of the deliberation.completed event.
-	Result json.RawMessage `json:"result,omitempty"`
-	Reason string          `json:"reason,omitempty"`
-	Job    *Job            `json:"job,omitempty"`
-}
-
-// Job is the Ray job of a backend ray deliberation.
-type Job struct {
-	SubmissionID string `json:"submission_id"`
-	// State is Ray's: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED.
-	State   string `json:"state"`
-	Attempt int    `json:"attempt,omitempty"`
-	Message string `json:"message,omitempty"`
-}
-
-// ServiceStatus is the answer of GET /status.
-type ServiceStatus struct {
-	// Status is healthy when every check passes, else unhealthy.
-	Status        string           `json:"status"`
-	UptimeSeconds int64            `json:"uptime_seconds"`
-	Checks        map[string]Check `json:"checks"`
-	// Stats is null when the state cannot be read.
-	Stats *Stats `json:"stats"`
-}
-
-// Check is the outcome of one dependency check.
-type Check struct {
-	OK        bool   `json:"ok"`
-	Error     string `json:"error,omitempty"`
-	LatencyMS int64  `json:"latency_ms"`
-}
-
-// Stats are computed from every stored deliberation. Execution times are
-// FinishedAt − StartedAt of the ended (completed or failed) ones.
-type Stats struct {
-	Total     int   `json:"total"`
-	Active    int   `json:"active"`
-	Completed int   `json:"completed"`
-	Failed    int   `json:"failed"`
-	AverageMS int64 `json:"average_ms"`
-	P50MS     int64 `json:"p50_ms"`
-	P95MS     int64 `json:"p95_ms"`
-}
-
-// ActiveJob is one entry of GET /jobs: a running deliberation.
-type ActiveJob struct {
-	DeliberationID string    `json:"deliberation_id"`
-	TaskID         string    `json:"task_id"`
-	Role           string    `json:"role"`
-	Backend        string    `json:"backend"`
-	Status         string    `json:"status"`
-	StartedAt      time.Time `json:"started_at"`
-	// Runtime is the time since StartedAt, as "1m 5s".
-	Runtime string `json:"runtime"`
-	Job     *Job   `json:"job,omitempty"`
-}
+// The answers of the queries are the contract's types (events/query.go,
+// documented by events/openapi.yaml); these aliases name them here.
+type (
+	// Deliberation is the answer of GET /deliberations/{id}.
+	Deliberation = events.DeliberationView
+	// Job is the Ray job of a backend ray deliberation.
+	Job = events.JobView
+	// ServiceStatus is the answer of GET /status.
+	ServiceStatus = events.ServiceStatus
+	// Check is the outcome of one dependency check.
+	Check = events.Check
+	// Stats are computed from every stored deliberation.
+	Stats = events.Stats
+	// ActiveJob is one entry of GET /jobs: a running deliberation.
+	ActiveJob = events.ActiveJob
+)
 
 // Routes returns the query routes, net/http patterns to handlers, to mount
 // on the function's HTTP server (host.WithRoute).
@@ -249,47 +195,34 @@ func (f *Function) probeStore(ctx context.Context) error {
 	return err
 }
 
-// Stats computes the statistics of every stored deliberation. Errors wrap
-// council.ErrUnavailable when the store cannot be listed.
+// Stats reads the statistics: the durable tally of ended deliberations,
+// the running ones from the store's index, and the count of stored values
+// set aside; its cost does not grow with what the store keeps. Errors wrap
+// council.ErrUnavailable when the store cannot be read.
 func (f *Function) Stats(ctx context.Context) (Stats, error) {
-	all, err := f.list(ctx)
+	tally, err := f.store.Tally(ctx)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, fmt.Errorf("execute: stats: %w", err)
 	}
-	var s Stats
-	var times []time.Duration
-	for _, d := range all {
-		s.Total++
-		switch d.Status {
-		case council.StatusCompleted:
-			s.Completed++
-		case council.StatusFailed:
-			s.Failed++
-		default:
+	active, err := f.store.Active(ctx)
+	if err != nil {
+		return Stats{}, fmt.Errorf("execute: stats: %w", err)
+	}
+	quarantined, err := f.store.Quarantined(ctx)
+	if err != nil {
+		return Stats{}, fmt.Errorf("execute: stats: %w", err)
+	}
+	s := Stats{
+		Completed: int(tally.Completed), Failed: int(tally.Failed), Quarantined: len(quarantined),
+		AverageMS: tally.Mean().Milliseconds(), P50MS: tally.Percentile(50).Milliseconds(), P95MS: tally.Percentile(95).Milliseconds(),
+	}
+	for _, d := range active {
+		if !d.Status.Terminal() {
 			s.Active++
 		}
-		if d.Status.Terminal() && !d.FinishedAt.IsZero() && !d.StartedAt.IsZero() {
-			times = append(times, d.FinishedAt.Sub(d.StartedAt))
-		}
 	}
-	if len(times) == 0 {
-		return s, nil
-	}
-	slices.Sort(times)
-	var sum time.Duration
-	for _, t := range times {
-		sum += t
-	}
-	s.AverageMS = (sum / time.Duration(len(times))).Milliseconds()
-	s.P50MS = percentile(times, 50).Milliseconds()
-	s.P95MS = percentile(times, 95).Milliseconds()
+	s.Total = s.Completed + s.Failed + s.Active
 	return s, nil
-}
-
-// percentile returns the nearest-rank p-th percentile of sorted.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	return sorted[min(max(rank, 1), len(sorted))-1]
 }
 
 func (f *Function) serveJobs(w http.ResponseWriter, r *http.Request) {
@@ -304,9 +237,9 @@ func (f *Function) serveJobs(w http.ResponseWriter, r *http.Request) {
 // ActiveJobs returns the running deliberations, oldest first (what GET
 // /jobs answers). Errors wrap council.ErrUnavailable.
 func (f *Function) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
-	all, err := f.list(ctx)
+	all, err := f.store.Active(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("execute: list active deliberations: %w", err)
 	}
 	now := f.now()
 	out := []ActiveJob{}
@@ -327,14 +260,6 @@ func (f *Function) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
 		return out[i].DeliberationID < out[j].DeliberationID
 	})
 	return out, nil
-}
-
-func (f *Function) list(ctx context.Context) ([]*council.Deliberation, error) {
-	all, err := f.store.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("execute: list deliberations: %w", err)
-	}
-	return all, nil
 }
 
 // runtime formats d as "1m 5s" (minutes are not folded into hours).
@@ -375,11 +300,12 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+// writeJSON answers status with v, encoded by the contract (events.EncodeReply).
+func writeJSON[T events.Reply](w http.ResponseWriter, status int, v T) {
+	b, err := events.EncodeReply(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b = []byte(`{"error":"encode the answer"}`)
+		b = []byte(`{"error":"encode the answer","retryable":false}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -387,11 +313,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// writeQueryError answers a failed read: 503 when worth retrying, else 500.
+// writeQueryError answers a failed read: 503 when worth retrying, else 500,
+// with the error reply of the contract (events.ErrorReply).
 func writeQueryError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	if council.Retryable(err) {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	writeJSON(w, status, events.ErrorReply{Error: err.Error(), Retryable: council.Retryable(err)})
 }

@@ -3,7 +3,6 @@ package execute
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -150,10 +149,9 @@ func (f *Function) submitJob(ctx context.Context, d *council.Deliberation, attem
 // the working directory is local, in a file of a copy of that directory;
 // cleanup removes the copy once the job is submitted.
 func (f *Function) jobSpec(d *council.Deliberation, sid string) (council.JobSpec, func(), error) {
-	req := events.ToEvent(events.NewRequest(f.source, d.ID+".request", d.Task, d.StartedAt))
-	body, err := json.Marshal(req)
+	body, err := events.EncodeEnvelope(events.NewRequest(f.source, d.ID+".request", d.Task, d.StartedAt))
 	if err != nil {
-		return council.JobSpec{}, func() {}, council.Invalidf("encode the request of %s: %v", d.ID, err)
+		return council.JobSpec{}, func() {}, fmt.Errorf("encode the request of %s: %w", d.ID, err)
 	}
 	spec := council.JobSpec{
 		SubmissionID: sid,

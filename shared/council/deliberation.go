@@ -268,6 +268,13 @@ func (d *Deliberation) Pending() []*Work {
 	return out
 }
 
+// Owes reports whether d still owes something, so that the sweep must
+// look at it: it runs, events of its outbox are not sent yet, or its Ray
+// job has not been seen ending.
+func (d *Deliberation) Owes() bool {
+	return !d.Status.Terminal() || len(d.Outbox) > 0 || (d.Job != nil && !d.Job.State.Terminal())
+}
+
 // Acknowledge removes key from the outbox once its event has been sent.
 // It reports whether the outbox changed.
 func (d *Deliberation) Acknowledge(key string) bool {

@@ -120,12 +120,30 @@ type Emitter interface {
 // Get returns ErrNotFound for an unknown id. Create returns ErrConflict when
 // the id exists. Update returns ErrConflict when revision is not the current
 // one. Get, Create and Update return ErrInvalid for an id that
-// CheckDeliberationID refuses. List returns every stored deliberation, in
-// no particular order (execute's sweep and queries read it). All return
-// ErrUnavailable when the store cannot be reached.
+// CheckDeliberationID refuses, and Get for a stored value that does not
+// decode. List returns every stored deliberation and Active those that owe
+// something (Deliberation.Owes), in no
+// particular order; both leave out a stored value that does not decode,
+// after setting it aside (Quarantined lists those with the reason), so one
+// bad value never stops the others. CountEnd adds the end of d to the
+// durable Tally, once per deliberation (counting the same end again changes
+// nothing); Tally reads it. All return ErrUnavailable when the store cannot
+// be reached.
 type Store interface {
 	Get(ctx context.Context, id string) (*Deliberation, uint64, error)
 	Create(ctx context.Context, d *Deliberation) (uint64, error)
 	Update(ctx context.Context, d *Deliberation, revision uint64) (uint64, error)
 	List(ctx context.Context) ([]*Deliberation, error)
+	Active(ctx context.Context) ([]*Deliberation, error)
+	Quarantined(ctx context.Context) ([]Quarantined, error)
+	CountEnd(ctx context.Context, d *Deliberation) error
+	Tally(ctx context.Context) (Tally, error)
+}
+
+// Quarantined is a stored deliberation set aside because its value does
+// not decode: its id, why, and when it was found.
+type Quarantined struct {
+	ID     string
+	Reason string
+	At     time.Time
 }

@@ -103,7 +103,7 @@ const (
 	DefaultRounds     = 1
 	DefaultPeers      = 1
 	DefaultMaxTokens  = 512
-	MaxAgents         = 16
+	MaxAgents         = 128
 	MaxRounds         = 5
 	MaxTimeout        = 6 * time.Hour
 	MaxRetriesLimit   = 10

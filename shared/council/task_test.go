@@ -2,6 +2,7 @@ package council_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func taskOf(kind council.Kind) council.Task {
 func agents(n int) []council.Agent {
 	out := make([]council.Agent, n)
 	for i := range out {
-		out[i] = council.Agent{ID: "a" + strings.Repeat("x", i), Role: "DEV"}
+		out[i] = council.Agent{ID: "a" + strings.Repeat("x", i%60) + strconv.Itoa(i), Role: "DEV"}
 	}
 	return out
 }
@@ -69,7 +70,7 @@ func TestTaskValidateRejects(t *testing.T) {
 		{"backlog review with lower-case role", council.KindBacklogReview, func(t *council.Task) { t.ID = "ceremony-1:story-2:role-dev" }, []string{"does not have the form"}},
 		{"unknown backend", council.KindDeliberation, func(t *council.Task) { t.Backend = "lambda" }, []string{`backend "lambda" is unknown`}},
 		{"no agents", council.KindDeliberation, func(t *council.Task) { t.Agents = nil }, []string{"at least one agent is required"}},
-		{"too many agents", council.KindDeliberation, func(t *council.Task) { t.Agents = agents(council.MaxAgents + 1) }, []string{"at most 16 agents are allowed, got 17"}},
+		{"too many agents", council.KindDeliberation, func(t *council.Task) { t.Agents = agents(council.MaxAgents + 1) }, []string{"at most 128 agents are allowed, got 129"}},
 		{"extraction with two agents", council.KindTaskExtraction, func(t *council.Task) { t.Agents = agents(2) },
 			[]string{"kind task_extraction is a single-agent structured generation: exactly one agent is required, got 2"}},
 		{"derivation with three agents", council.KindTaskDerivation, func(t *council.Task) { t.Agents = agents(3) }, []string{"exactly one agent is required, got 3"}},
@@ -128,7 +129,9 @@ func TestTaskValidateAccepts(t *testing.T) {
 		{"one agent deliberation", council.KindDeliberation, func(t *council.Task) { t.Agents = t.Agents[:1] }},
 		{"peers = other agents", council.KindDeliberation, func(t *council.Task) { t.Constraints.Peers = 2 }},
 		{"max rounds", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rounds = council.MaxRounds }},
-		{"max agents", council.KindDeliberation, func(t *council.Task) { t.Agents = agents(council.MaxAgents) }},
+		{"max agents", council.KindDeliberation, func(t *council.Task) {
+			t.Agents, t.Constraints.MaxTokens = agents(council.MaxAgents), 256
+		}},
 		{"max timeout", council.KindDeliberation, func(t *council.Task) { t.Constraints.Timeout = council.MaxTimeout }},
 		{"ray backend", council.KindDeliberation, func(t *council.Task) { t.Backend = council.BackendRay }},
 		{"agent ids with - and _", council.KindDeliberation, func(t *council.Task) { t.Agents[0].ID = "A_b-9" }},

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"council.dev/shared/council"
 )
@@ -174,9 +174,11 @@ func (s *TokenSink) Chunks() []council.TokenChunk {
 // Store is an in-memory council.Store with compare-and-set. Values are
 // deep-copied through JSON, as a real store would.
 type Store struct {
-	mu   sync.Mutex
-	data map[string]storeEntry
-	rev  uint64
+	mu          sync.Mutex
+	data        map[string]storeEntry
+	rev         uint64
+	quarantined []council.Quarantined
+	tally       council.Tally
 }
 
 type storeEntry struct {
@@ -202,7 +204,7 @@ func (s *Store) Get(_ context.Context, id string) (*council.Deliberation, uint64
 	}
 	var d council.Deliberation
 	if err := json.Unmarshal(e.raw, &d); err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("counciltest: get %s: %w", id, council.Invalidf("stored value does not decode: %v", err))
 	}
 	return &d, e.rev, nil
 }
@@ -237,20 +239,69 @@ func (s *Store) Update(_ context.Context, d *council.Deliberation, revision uint
 	return s.put(d)
 }
 
-// List returns every stored deliberation, ordered by id.
+// List returns every stored deliberation that decodes, ordered by id; the
+// others are set aside (Quarantined).
 func (s *Store) List(_ context.Context) ([]*council.Deliberation, error) {
+	return s.list(func(*council.Deliberation) bool { return true }), nil
+}
+
+// Active returns the stored deliberations that owe something
+// (council.Deliberation.Owes), ordered by id.
+func (s *Store) Active(_ context.Context) ([]*council.Deliberation, error) {
+	return s.list((*council.Deliberation).Owes), nil
+}
+
+// Quarantined returns the deliberations set aside by List or Active.
+func (s *Store) Quarantined(_ context.Context) ([]council.Quarantined, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*council.Deliberation
+	return slices.Clone(s.quarantined), nil
+}
+
+// CountEnd implements council.Store.
+func (s *Store) CountEnd(_ context.Context, d *council.Deliberation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tally.Count(d)
+	return nil
+}
+
+// Tally implements council.Store.
+func (s *Store) Tally(_ context.Context) (council.Tally, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tally
+	t.Buckets, t.Recent = slices.Clone(t.Buckets), slices.Clone(t.Recent)
+	return t, nil
+}
+
+// Corrupt replaces the stored value of id by bytes that do not decode (for
+// the quarantine cases of the contract suite).
+func (s *Store) Corrupt(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.data[id]
+	e.raw = []byte("{not json")
+	s.data[id] = e
+}
+
+func (s *Store) list(keep func(*council.Deliberation) bool) []*council.Deliberation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []*council.Deliberation{}
 	for _, id := range slices.Sorted(maps.Keys(s.data)) {
 		var d council.Deliberation
 		if err := json.Unmarshal(s.data[id].raw, &d); err != nil {
-			return nil, err
+			if !slices.ContainsFunc(s.quarantined, func(q council.Quarantined) bool { return q.ID == id }) {
+				s.quarantined = append(s.quarantined, council.Quarantined{ID: id, Reason: err.Error(), At: time.Now()})
+			}
+			continue
 		}
-		out = append(out, &d)
+		if keep(&d) {
+			out = append(out, &d)
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out
 }
 
 func (s *Store) put(d *council.Deliberation) (uint64, error) {

@@ -9,7 +9,10 @@ import (
 )
 
 func TestMemoryStoreContract(t *testing.T) {
-	counciltest.TestStore(t, func(*testing.T) council.Store { return counciltest.NewStore() })
+	counciltest.TestStore(t, func(*testing.T) counciltest.StoreUnderTest {
+		s := counciltest.NewStore()
+		return counciltest.StoreUnderTest{Store: s, Corrupt: func(_ *testing.T, id string) { s.Corrupt(id) }}
+	})
 }
 
 func TestFakeCompleterContract(t *testing.T) {

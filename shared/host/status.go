@@ -1,10 +1,10 @@
 package host
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
 
@@ -57,16 +57,11 @@ func retryableStatus(status int) bool {
 		status == http.StatusConflict || status == http.StatusTooManyRequests || status >= 500
 }
 
-// errorBody is the JSON body of every error reply.
-type errorBody struct {
-	Error     string `json:"error"`
-	Retryable bool   `json:"retryable"`
-}
-
-// writeError answers status with the JSON error body.
+// writeError answers status with the JSON error reply of the contract
+// (events.ErrorReply, encoded by events.EncodeReply).
 func writeError(w http.ResponseWriter, status int, msg string) {
-	b, err := json.Marshal(errorBody{Error: msg, Retryable: retryableStatus(status)})
-	if err != nil { // cannot happen: a string and a bool always marshal
+	b, err := events.EncodeReply(events.ErrorReply{Error: msg, Retryable: retryableStatus(status)})
+	if err != nil { // cannot happen: a string and a bool always encode
 		b = []byte(`{"error":"internal error","retryable":true}`)
 	}
 	w.Header().Set("Content-Type", "application/json")

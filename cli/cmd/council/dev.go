@@ -82,7 +82,10 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	data, _ := json.Marshal(ev)
+	data, err := events.EncodeStructured(ev)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
 	if _, err := s.JS.Publish(ctx, s.Topology.EventSubject(ev.Type()), data, jetstreamMsgID(ev.ID())...); err != nil {
 		return fmt.Errorf("send request: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -44,9 +43,9 @@ func readEvent(path string, in io.Reader) (event.Event, error) {
 }
 
 func parseEvent(name string, raw []byte) (event.Event, error) {
-	var e event.Event
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return event.Event{}, fmt.Errorf("%s: not a structured CloudEvent: %w", name, err)
+	e, err := events.DecodeStructured(raw)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return e, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -14,11 +13,10 @@ import (
 	"time"
 
 	"council.dev/events"
-	"council.dev/functions/execute"
 )
 
-// The query commands read execute's HTTP queries (functions/execute/openapi.yaml)
-// and decode them into execute's own answer types.
+// The query commands read execute's HTTP queries (events/openapi.yaml) and
+// decode them with the contract's decoders into its types (events/query.go).
 
 const executeHint = "start execute (COUNCIL_NATS_URL=nats://127.0.0.1:4222 go run ./functions/execute/cmd/execute), " +
 	"or port-forward one of its pods (kubectl -n council port-forward " +
@@ -51,8 +49,8 @@ func status(ctx context.Context, args []string, s streams) error {
 	if len(pos) != 1 {
 		return usagef("want one DELIBERATION_ID, got %d arguments", len(pos))
 	}
-	var d execute.Deliberation
-	raw, code, err := getJSON(ctx, *o.base, "/deliberations/"+url.PathEscape(pos[0]), *o.timeout, &d, http.StatusNotFound)
+	d, raw, code, err := getJSON(ctx, *o.base, "/deliberations/"+url.PathEscape(pos[0]), *o.timeout,
+		events.DecodeDeliberationView, http.StatusNotFound)
 	if err != nil {
 		return err
 	}
@@ -61,7 +59,7 @@ func status(ctx context.Context, args []string, s streams) error {
 		return err
 	}
 	if code == http.StatusNotFound {
-		if d.Status != execute.StatusNotFound {
+		if d.Status != events.StatusNotFound {
 			return fmt.Errorf("GET %s/deliberations/%s: 404 without execute's answer (is %s the execute function?)", *o.base, pos[0], *o.base)
 		}
 		return fmt.Errorf("execute at %s knows no deliberation %s", *o.base, pos[0])
@@ -70,7 +68,7 @@ func status(ctx context.Context, args []string, s streams) error {
 	return nil
 }
 
-func printDeliberation(w io.Writer, d execute.Deliberation) {
+func printDeliberation(w io.Writer, d events.DeliberationView) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -97,8 +95,8 @@ func printDeliberation(w io.Writer, d execute.Deliberation) {
 	if len(d.Result) == 0 {
 		return
 	}
-	var c events.Completed
-	if err := json.Unmarshal(d.Result, &c); err != nil {
+	c, err := d.CompletedResult()
+	if err != nil {
 		fmt.Fprintf(w, "result: unreadable (%v)\n", err)
 		return
 	}
@@ -115,8 +113,7 @@ func jobs(ctx context.Context, args []string, s streams) error {
 	if len(pos) != 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	var list []execute.ActiveJob
-	raw, _, err := getJSON(ctx, *o.base, "/jobs", *o.timeout, &list)
+	list, raw, _, err := getJSON(ctx, *o.base, "/jobs", *o.timeout, events.DecodeActiveJobs)
 	if err != nil {
 		return err
 	}
@@ -152,8 +149,7 @@ func stats(ctx context.Context, args []string, s streams) error {
 	if len(pos) != 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	var st execute.ServiceStatus
-	raw, _, err := getJSON(ctx, *o.base, "/status", *o.timeout, &st, http.StatusServiceUnavailable)
+	st, raw, _, err := getJSON(ctx, *o.base, "/status", *o.timeout, events.DecodeServiceStatus, http.StatusServiceUnavailable)
 	if err != nil {
 		return err
 	}
@@ -164,7 +160,7 @@ func stats(ctx context.Context, args []string, s streams) error {
 	} else {
 		printStats(s.out, *o.base, st)
 	}
-	if st.Status != execute.Healthy {
+	if st.Status != events.ServiceHealthy {
 		var failed []string
 		for name, c := range st.Checks {
 			if !c.OK {
@@ -177,7 +173,7 @@ func stats(ctx context.Context, args []string, s streams) error {
 	return nil
 }
 
-func printStats(w io.Writer, base string, st execute.ServiceStatus) {
+func printStats(w io.Writer, base string, st events.ServiceStatus) {
 	fmt.Fprintf(w, "execute %s: %s, up %s\n", base, st.Status, time.Duration(st.UptimeSeconds)*time.Second)
 	names := make([]string, 0, len(st.Checks))
 	for name := range st.Checks {
@@ -205,32 +201,36 @@ func printStats(w io.Writer, base string, st execute.ServiceStatus) {
 	fmt.Fprintf(w, "time (ended ones): average %s · p50 %s · p95 %s\n", ms(st.Stats.AverageMS), ms(st.Stats.P50MS), ms(st.Stats.P95MS))
 }
 
-// getJSON GETs base+path and decodes the JSON answer into v. Besides 200,
-// it accepts the statuses in also (whose body is also the answer). It
-// returns the raw body and the status.
-func getJSON(ctx context.Context, base, path string, timeout time.Duration, v any, also ...int) ([]byte, int, error) {
+// getJSON GETs base+path and decodes the JSON answer with decode (one of
+// the events decoders). Besides 200, it accepts the statuses in also (whose
+// body is also the answer). It returns the answer, the raw body and the
+// status; any other status is an error saying what execute replied
+// (events.DecodeErrorReply).
+func getJSON[T any](ctx context.Context, base, path string, timeout time.Duration,
+	decode func([]byte) (T, error), also ...int) (T, []byte, int, error) {
+	var zero T
 	if base == "" {
-		return nil, 0, usagef("-execute URL is required (or set COUNCIL_EXECUTE_URL)")
+		return zero, nil, 0, usagef("-execute URL is required (or set COUNCIL_EXECUTE_URL)")
 	}
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, 0, usagef("-execute %q: want an http(s) URL", base)
+		return zero, nil, 0, usagef("-execute %q: want an http(s) URL", base)
 	}
 	target := strings.TrimRight(base, "/") + path
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return nil, 0, err
+		return zero, nil, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, 0, unreachable("execute", base, err, executeHint)
+		return zero, nil, 0, unreachable("execute", base, err, executeHint)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, 0, fmt.Errorf("read the answer of %s: %w", target, err)
+		return zero, nil, 0, fmt.Errorf("read the answer of %s: %w", target, err)
 	}
 	ok := resp.StatusCode == http.StatusOK
 	for _, c := range also {
@@ -238,15 +238,14 @@ func getJSON(ctx context.Context, base, path string, timeout time.Duration, v an
 	}
 	var decodeErr error
 	if ok {
-		if decodeErr = json.Unmarshal(raw, v); decodeErr == nil {
-			return raw, resp.StatusCode, nil
+		v, err := decode(raw)
+		if err == nil {
+			return v, raw, resp.StatusCode, nil
 		}
-	}
-	var e struct {
-		Error string `json:"error"`
+		decodeErr = err
 	}
 	msg := strings.TrimSpace(string(raw))
-	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+	if e, err := events.DecodeErrorReply(raw); err == nil {
 		msg = e.Error
 	}
 	if len(msg) > 200 {
@@ -255,5 +254,5 @@ func getJSON(ctx context.Context, base, path string, timeout time.Duration, v an
 	if decodeErr != nil || resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
 		msg += " (is " + base + " the execute function? it answers /deliberations/{id}, /jobs and /status in JSON)"
 	}
-	return raw, resp.StatusCode, fmt.Errorf("GET %s: %s: %s", target, resp.Status, msg)
+	return zero, raw, resp.StatusCode, fmt.Errorf("GET %s: %s: %s", target, resp.Status, msg)
 }

@@ -118,13 +118,13 @@ func post(ctx context.Context, target, mode string, e event.Event, w io.Writer) 
 		return err
 	}
 	if mode == "structured" {
-		body, err := json.Marshal(e)
+		body, err := events.EncodeStructured(e)
 		if err != nil {
 			return fmt.Errorf("encode event: %w", err)
 		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
-		req.Header.Set("Content-Type", "application/cloudevents+json")
+		req.Header.Set("Content-Type", events.ContentTypeStructured)
 	} else if err := cehttp.WriteRequest(ctx, binding.ToMessage(&e), req); err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
@@ -183,7 +183,7 @@ func publish(ctx context.Context, natsURL string, e event.Event, w io.Writer) er
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(e)
+	data, err := events.EncodeStructured(e)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}

@@ -269,8 +269,8 @@ type workData struct {
 }
 
 func (w *watcher) event(data []byte) {
-	var e event.Event
-	if json.Unmarshal(data, &e) != nil {
+	e, err := events.DecodeStructured(data)
+	if err != nil {
 		fmt.Fprintf(w.w, "%s  (not a CloudEvent: %d bytes)\n", clock(time.Now()), len(data))
 		return
 	}

@@ -16,6 +16,7 @@
 // is reported with agent.response.failed only. See
 // docs/adr/0005-legacy-subjects.md.
 //
-// [Messages] is the pure mapping (deliberation → messages); [Publisher]
-// sends them and sets the stream up.
+// The format (subjects, envelope, idempotency keys, the pure mapping
+// deliberation → messages) is council.dev/events/legacy; [Publisher] sends
+// its messages and sets the stream up.
 package legacy

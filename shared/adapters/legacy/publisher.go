@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	wire "council.dev/events/legacy"
 	"council.dev/shared/council"
 )
 
@@ -134,7 +135,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	cfg := jetstream.StreamConfig{
 		Name:        p.stream,
 		Description: "agent responses for the swe-ai-fleet consumers (council compatibility publisher)",
-		Subjects:    []string{StreamSubjects},
+		Subjects:    []string{wire.StreamSubjects},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
@@ -150,13 +151,13 @@ func (p *Publisher) Setup(ctx context.Context) error {
 }
 
 // Publish publishes the messages of the ended deliberation d (see
-// Messages), each with its idempotency key as Nats-Msg-Id, so publishing
-// d again within the duplicate window adds nothing to the stream. It
+// [wire.Messages]), each with its idempotency key as Nats-Msg-Id, so
+// publishing d again within the duplicate window adds nothing to the stream. It
 // returns an error wrapping council.ErrInvalid when d has not ended and
 // one wrapping council.ErrUnavailable when NATS does not acknowledge a
 // message; publishing again then sends the missing ones.
 func (p *Publisher) Publish(ctx context.Context, d *council.Deliberation) error {
-	msgs, err := Messages(d, p.producer, p.now())
+	msgs, err := wire.Messages(d, p.producer, p.now())
 	if err != nil {
 		return err
 	}

@@ -4,16 +4,82 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	wire "council.dev/events/legacy"
 	"council.dev/shared/adapters/legacy"
 	"council.dev/shared/adapters/natsjs/natstest"
 	"council.dev/shared/council"
+	"council.dev/shared/counciltest"
 )
+
+var (
+	t0  = time.Date(2025, 12, 7, 11, 15, 25, 412000000, time.UTC)
+	pub = t0.Add(time.Minute) // when the messages are published
+)
+
+// task is a deliberation of three agents (the format's tests in
+// council.dev/events/legacy cover the other kinds).
+func task() council.Task {
+	return council.Task{
+		ID: "task-42", Description: "Design the rate limiter.", Role: "DEV", Kind: council.KindDeliberation,
+		Constraints: council.Constraints{StoryID: "story-7", PlanID: "plan-3", Timeout: 600 * time.Second},
+		Agents: []council.Agent{
+			{ID: "dev-1", Role: "DEV"}, {ID: "qa-1", Role: "QA"}, {ID: "arch-1", Role: "ARCHITECT"},
+		},
+		Model: "Qwen/Qwen3-0.6B",
+	}
+}
+
+// running returns a deliberation of task that has just started.
+func running(t *testing.T) *council.Deliberation {
+	t.Helper()
+	d, err := council.New("dlb-0123456789abcdef01234567", task(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// ended runs a deliberation of task to its end: the agents in fail fail
+// their proposals (no retry left), the others answer as counciltest's
+// cooperative agents do.
+func ended(t *testing.T, fail ...string) *council.Deliberation {
+	t.Helper()
+	d := running(t)
+	now := t0
+	for !d.Status.Terminal() {
+		if len(d.Outbox) == 0 {
+			t.Fatalf("deliberation waits with nothing to send (stage %d %s)", d.Stage, d.Phase)
+		}
+		now = now.Add(time.Second)
+		for _, k := range slices.Clone(d.Outbox) {
+			d.Acknowledge(k)
+			w, ok := d.Work[k]
+			if !ok {
+				continue
+			}
+			var err error
+			switch {
+			case w.Kind == council.WorkProposal && slices.Contains(fail, w.AgentID):
+				_, err = d.RecordFailure(k, w.Attempt, "Failed to call vLLM API: 503", false, now)
+			case w.Kind == council.WorkProposal:
+				_, err = d.RecordProposal(k, counciltest.ProposalFor(*w), now)
+			case w.Kind == council.WorkCritique:
+				_, err = d.RecordCritique(k, counciltest.CritiqueFor(*w, d.Task.Constraints.Rubric), now)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return d
+}
 
 func ctxTimeout(t *testing.T) context.Context {
 	t.Helper()
@@ -104,17 +170,18 @@ func TestPublishTwiceStoresEachMessageOnce(t *testing.T) {
 	if err := p.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d := deliberate(t, deliberationTask(), script{
-		fail: map[string]bool{"qa-1": true}, score: map[string]float64{"dev-1": 0.6, "arch-1": 0.8},
-	})
+	d := ended(t, "qa-1")
 	for i := range 2 {
 		if err := p.Publish(ctx, d); err != nil {
 			t.Fatalf("Publish #%d: %v", i+1, err)
 		}
 	}
-	want, err := legacy.Messages(d, legacy.DefaultProducer, pub)
+	want, err := wire.Messages(d, legacy.DefaultProducer, pub)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(want) != 3 || want[0].Subject != wire.SubjectCompleted || want[2].Subject != wire.SubjectFailed {
+		t.Fatalf("messages %+v, want two completed responses and one failed", want)
 	}
 	s, err := js.Stream(ctx, legacy.DefaultStream)
 	if err != nil {
@@ -132,7 +199,7 @@ func TestPublishTwiceStoresEachMessageOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := legacy.Message{Subject: m.Subject, ID: m.Header.Get(jetstream.MsgIDHeader), Body: m.Data}
+		got := wire.Message{Subject: m.Subject, ID: m.Header.Get(jetstream.MsgIDHeader), Body: m.Data}
 		if diff := cmp.Diff(w, got); diff != "" {
 			t.Errorf("message %d (-want +got):\n%s", i+1, diff)
 		}
@@ -145,16 +212,11 @@ func TestPublishTwiceStoresEachMessageOnce(t *testing.T) {
 func TestPublishErrors(t *testing.T) {
 	_, _, js := natstest.Start(t)
 	p := newPublisher(t, js)
-	running, err := council.New("dlb-1", deliberationTask(), t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Publish(ctxTimeout(t), running); !errors.Is(err, council.ErrInvalid) {
+	if err := p.Publish(ctxTimeout(t), running(t)); !errors.Is(err, council.ErrInvalid) {
 		t.Errorf("running deliberation: err %v, want ErrInvalid", err)
 	}
 	// No stream captures the subjects (Setup not run): NATS answers no one.
-	ended := deliberate(t, backlogTask(), script{})
-	if err := p.Publish(ctxTimeout(t), ended); !errors.Is(err, council.ErrUnavailable) || !council.Retryable(err) {
+	if err := p.Publish(ctxTimeout(t), ended(t)); !errors.Is(err, council.ErrUnavailable) || !council.Retryable(err) {
 		t.Errorf("no stream: err %v, want ErrUnavailable", err)
 	}
 }

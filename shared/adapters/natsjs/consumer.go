@@ -2,7 +2,6 @@ package natsjs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
 
@@ -245,12 +245,8 @@ func (c *Consumer) handle(base context.Context, msg jetstream.Msg) {
 	}
 
 	var res result
-	var ev event.Event
-	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		res = c.reject(msg, fmt.Errorf("undecodable CloudEvent: %w", err))
-	} else if err := ev.Validate(); err != nil {
-		attrs = append(attrs, "event_id", ev.ID(), "type", ev.Type())
-		res = c.reject(msg, fmt.Errorf("invalid CloudEvent: %w", err))
+	if ev, err := events.DecodeStructured(msg.Data()); err != nil {
+		res = c.reject(msg, err)
 	} else {
 		attrs = append(attrs, "event_id", ev.ID(), "type", ev.Type(), "subject", ev.Subject())
 		res = c.process(base, msg, ev, delivered)

@@ -2,7 +2,6 @@ package natsjs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +17,7 @@ import (
 
 // ContentTypeCloudEventsJSON is the content type of a structured CloudEvent
 // in JSON; published messages carry it in their Content-Type header.
-const ContentTypeCloudEventsJSON = "application/cloudevents+json"
+const ContentTypeCloudEventsJSON = events.ContentTypeStructured
 
 // Publisher publishes CloudEvents to the broker stream. It is safe for
 // concurrent use.
@@ -77,9 +76,9 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev event.Event) error {
 	if !validSubject(subject) {
 		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), council.Invalidf("type %q is not a subject-safe name", ev.Type()))
 	}
-	body, err := json.Marshal(ev)
+	body, err := events.EncodeStructured(ev)
 	if err != nil {
-		return fmt.Errorf("natsjs: publish %s: encode: %w: %w", ev.Type(), council.ErrInvalid, err)
+		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), err)
 	}
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentTypeCloudEventsJSON)

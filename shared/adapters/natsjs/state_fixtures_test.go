@@ -1,6 +1,7 @@
 package natsjs_test
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -59,12 +60,14 @@ func stateFixtures(t *testing.T) map[string]*council.Deliberation {
 
 // TestStoredStateFixturesStillDecode reads stored state through the real
 // store: testdata/state/unversioned, what builds before the versioned format
-// wrote and this one still writes (events.StateWriteVersion 0; frozen:
-// running systems hold such values), and testdata/state/v1, the versioned
-// format (rewritten with -update-state when it changes on purpose). A change of the stored format must keep decoding
-// both, or this test fails.
+// wrote (frozen: running systems hold such values), testdata/state/v1, the
+// whole deliberation in one versioned value, and testdata/state/v2, what
+// this build writes: a header and its records, every value checked against
+// state.deliberation.v2.json (v1 and v2 rewritten with -update-state when
+// the format changes on purpose). A change of the stored format must keep
+// decoding all three, or this test fails.
 func TestStoredStateFixturesStillDecode(t *testing.T) {
-	for _, version := range []string{"unversioned", "v1"} {
+	for _, version := range []string{"unversioned", "v1", "v2"} {
 		t.Run(version, func(t *testing.T) {
 			e := newEnv(t) // a bucket of its own: the fixtures share ids
 			ctx := ctxTimeout(t)
@@ -78,16 +81,34 @@ func TestStoredStateFixturesStillDecode(t *testing.T) {
 			}
 			for name, want := range stateFixtures(t) {
 				path := filepath.Join("testdata", "state", version, name+".json")
-				if *updateState && version == "v1" {
-					writeStateFixture(t, path, want)
+				if *updateState && version != "unversioned" {
+					writeStateFixture(t, path, version, want)
 					continue
 				}
 				raw, err := os.ReadFile(path)
 				if err != nil {
-					t.Fatalf("%v (write the v1 fixtures with go test -run %s -update-state)", err, t.Name())
+					t.Fatalf("%v (write the fixtures with go test -run %s -update-state)", err, t.Name())
 				}
-				if _, err := kv.Create(ctx, want.ID, raw); err != nil {
-					t.Fatal(err)
+				values := map[string]json.RawMessage{want.ID: raw}
+				if version == "v2" { // the header and its records, by key
+					if err := json.Unmarshal(raw, &values); err != nil {
+						t.Fatal(err)
+					}
+					schema, _ := events.Schema("state.deliberation.v2")
+					v, err := events.CompileSchema("state.deliberation.v2.json", schema)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for k, value := range values {
+						if err := v.Validate(value); err != nil {
+							t.Errorf("%s: value %s does not validate against state.deliberation.v2.json: %v", name, k, err)
+						}
+					}
+				}
+				for k, v := range values {
+					if _, err := kv.Create(ctx, k, v); err != nil {
+						t.Fatal(err)
+					}
 				}
 				got, _, err := s.Get(ctx, want.ID)
 				if err != nil {
@@ -101,10 +122,25 @@ func TestStoredStateFixturesStillDecode(t *testing.T) {
 	}
 }
 
-// writeStateFixture writes want in stored format version 1 to path.
-func writeStateFixture(t *testing.T, path string, want *council.Deliberation) {
+// writeStateFixture writes want in stored format version (v1: the value;
+// v2: an object of the header and every record by KV key) to path.
+func writeStateFixture(t *testing.T, path, version string, want *council.Deliberation) {
 	t.Helper()
-	b, err := events.EncodeStateVersion(want, 1)
+	var b []byte
+	var err error
+	if version == "v1" {
+		b, err = events.EncodeStateVersion(want, 1)
+	} else {
+		header, records, encErr := events.NewStateCodec(0).Encode(want)
+		if encErr != nil {
+			t.Fatal(encErr)
+		}
+		values := map[string]json.RawMessage{want.ID: header}
+		for _, r := range records {
+			values[want.ID+"."+r.Key] = r.Data
+		}
+		b, err = json.MarshalIndent(values, "", "  ")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

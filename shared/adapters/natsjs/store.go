@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -11,26 +14,47 @@ import (
 	"council.dev/shared/council"
 )
 
-// Store keeps deliberations as JSON in a JetStream KV bucket, one key per
-// deliberation id, with the KV revision as compare-and-set token. It is safe
-// for concurrent use.
+// Store keeps deliberations in a JetStream KV bucket (ADR 8): per
+// deliberation a small header under its id, updated with compare-and-set
+// (the KV revision), and immutable records — the task, every proposal and
+// critique — each written once under "<id>.<record key>"
+// (events.StateCodec). An index key "active.<id>" exists while the
+// deliberation owes something (council.Deliberation.Owes), so the sweep reads the active deliberations, not everything kept.
+// A value that does not decode is set aside under "quarantine.<id>" with the
+// reason, and listing goes on without it. It is safe for concurrent use.
 type Store struct {
-	kv jetstream.KeyValue
+	kv    jetstream.KeyValue
+	codec *events.StateCodec
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 var _ council.Store = (*Store)(nil)
 
+// Key prefixes of the index and the quarantine. Deliberation ids have no
+// dots, so "active.<id>" and "quarantine.<id>" (two tokens) never clash with
+// a header (one token) or a record (three tokens or more, the second being
+// "task", "p" or "c").
+const (
+	activePrefix     = "active."
+	quarantinePrefix = "quarantine."
+	// orphanAge is how old an index key without a header must be before
+	// the sweep removes it (younger ones may belong to a Create under way).
+	orphanAge = time.Minute
+)
+
 // NewStore returns a Store over kv (the bucket Setup creates; open it with
-// js.KeyValue(ctx, natsjs.DefaultBucket)). It takes no options yet;
-// opts is there so that adding one does not change the signature.
+// js.KeyValue(ctx, natsjs.DefaultBucket)). WithLogger sets where set-aside
+// values are reported.
 func NewStore(kv jetstream.KeyValue, opts ...Option) (*Store, error) {
 	if kv == nil {
 		return nil, errors.New("natsjs: new store: nil KeyValue")
 	}
-	if _, err := newOptions(opts); err != nil {
+	o, err := newOptions(opts)
+	if err != nil {
 		return nil, err
 	}
-	return &Store{kv: kv}, nil
+	return &Store{kv: kv, codec: events.NewStateCodec(0), log: o.logger, now: o.now}, nil
 }
 
 // Get returns the deliberation stored under id and its revision. It returns
@@ -48,11 +72,36 @@ func (s *Store) Get(ctx context.Context, id string) (*council.Deliberation, uint
 	case err != nil:
 		return nil, 0, fmt.Errorf("natsjs: get deliberation %s: %w: %w", id, council.ErrUnavailable, err)
 	}
-	d, err := decodeDeliberation(entry.Value())
+	d, err := s.decode(ctx, id, entry.Value())
 	if err != nil {
 		return nil, 0, fmt.Errorf("natsjs: get deliberation %s: %w", id, err)
 	}
 	return d, entry.Revision(), nil
+}
+
+// decode reads a stored header of id and the records it names.
+func (s *Store) decode(ctx context.Context, id string, value []byte) (*council.Deliberation, error) {
+	h, err := events.DecodeStateHeader(value)
+	if err != nil {
+		return nil, err
+	}
+	if h.ID() != id {
+		return nil, council.Invalidf("the value under %s holds deliberation %q", id, h.ID())
+	}
+	return s.codec.Deliberation(h, func(keys []string) ([][]byte, error) {
+		out := make([][]byte, len(keys))
+		for i, k := range keys {
+			e, err := s.kv.Get(ctx, id+"."+k)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+				return nil, fmt.Errorf("%w: %w", errMissingRecord, council.Invalidf("record %s.%s is missing", id, k))
+			case err != nil:
+				return nil, fmt.Errorf("%w: record %s.%s: %w", council.ErrUnavailable, id, k, err)
+			}
+			out[i] = e.Value()
+		}
+		return out, nil
+	})
 }
 
 // Create stores d under d.ID and returns its first revision. It returns an
@@ -60,16 +109,23 @@ func (s *Store) Get(ctx context.Context, id string) (*council.Deliberation, uint
 // a nil d, a bad id or a d that does not encode, and council.ErrUnavailable
 // when the bucket cannot be written.
 func (s *Store) Create(ctx context.Context, d *council.Deliberation) (uint64, error) {
-	id, body, err := encodeDeliberation(d)
+	header, err := s.prepare(ctx, d)
 	if err != nil {
 		return 0, fmt.Errorf("natsjs: create deliberation: %w", err)
 	}
-	rev, err := s.kv.Create(ctx, id, body)
+	if d.Owes() {
+		// The index first: a crash after it leaves an index key the sweep
+		// removes, never a running deliberation the sweep does not see.
+		if _, err := s.kv.Put(ctx, activePrefix+d.ID, nil); err != nil {
+			return 0, fmt.Errorf("natsjs: create deliberation %s: index: %w: %w", d.ID, council.ErrUnavailable, err)
+		}
+	}
+	rev, err := s.kv.Create(ctx, d.ID, header)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
-		return 0, fmt.Errorf("natsjs: create deliberation %s: %w", id, council.ErrConflict)
+		return 0, fmt.Errorf("natsjs: create deliberation %s: %w", d.ID, council.ErrConflict)
 	case err != nil:
-		return 0, fmt.Errorf("natsjs: create deliberation %s: %w: %w", id, council.ErrUnavailable, err)
+		return 0, fmt.Errorf("natsjs: create deliberation %s: %w: %w", d.ID, council.ErrUnavailable, err)
 	}
 	return rev, nil
 }
@@ -80,82 +136,209 @@ func (s *Store) Create(ctx context.Context, d *council.Deliberation) (uint64, er
 // for a zero revision, a nil d, a bad id or a d that does not encode, and
 // council.ErrUnavailable when the bucket cannot be written.
 func (s *Store) Update(ctx context.Context, d *council.Deliberation, revision uint64) (uint64, error) {
-	id, body, err := encodeDeliberation(d)
+	if d != nil && revision == 0 {
+		return 0, fmt.Errorf("natsjs: update deliberation %s: %w", d.ID, council.Invalidf("revision 0; use Create"))
+	}
+	header, err := s.prepare(ctx, d)
 	if err != nil {
 		return 0, fmt.Errorf("natsjs: update deliberation: %w", err)
 	}
-	if revision == 0 {
-		return 0, fmt.Errorf("natsjs: update deliberation %s: %w", id, council.Invalidf("revision 0; use Create"))
-	}
-	rev, err := s.kv.Update(ctx, id, body, revision)
+	rev, err := s.kv.Update(ctx, d.ID, header, revision)
 	switch {
 	case isRevisionConflict(err):
-		return 0, fmt.Errorf("natsjs: update deliberation %s at revision %d: %w", id, revision, council.ErrConflict)
+		return 0, fmt.Errorf("natsjs: update deliberation %s at revision %d: %w", d.ID, revision, council.ErrConflict)
 	case err != nil:
-		return 0, fmt.Errorf("natsjs: update deliberation %s: %w: %w", id, council.ErrUnavailable, err)
+		return 0, fmt.Errorf("natsjs: update deliberation %s: %w: %w", d.ID, council.ErrUnavailable, err)
+	}
+	if !d.Owes() {
+		// Owes nothing any more: out of the index. A failure here leaves a
+		// key the sweep removes when it finds the deliberation done.
+		if err := s.kv.Delete(ctx, activePrefix+d.ID); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.log.WarnContext(ctx, "active index not cleared", "deliberation", d.ID, "error", err)
+		}
 	}
 	return rev, nil
 }
 
-// List returns the current value of every deliberation in the bucket, in no
-// particular order; an empty bucket gives an empty slice. It returns an error
-// wrapping council.ErrInvalid when a stored value does not decode and
+// prepare encodes d and writes the records its header names that are not
+// stored yet (content-addressed, so an existing key holds the same bytes).
+func (s *Store) prepare(ctx context.Context, d *council.Deliberation) ([]byte, error) {
+	if d == nil {
+		return nil, council.Invalidf("nil deliberation")
+	}
+	if err := checkKey(d.ID); err != nil {
+		return nil, err
+	}
+	header, records, err := s.codec.Encode(d)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range records {
+		if _, err := s.kv.Create(ctx, d.ID+"."+r.Key, r.Data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("%s: record %s: %w: %w", d.ID, r.Key, council.ErrUnavailable, err)
+		}
+	}
+	s.codec.Written(d.ID, records)
+	return header, nil
+}
+
+// List returns every stored deliberation, in no particular order; an empty
+// bucket gives an empty slice. A value that does not decode is set aside
+// (Quarantined) and left out. It returns an error wrapping
 // council.ErrUnavailable when the bucket cannot be read completely.
 func (s *Store) List(ctx context.Context) ([]*council.Deliberation, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	keys, err := s.keys(ctx, "*")
 	if err != nil {
-		return nil, fmt.Errorf("natsjs: list deliberations: %w: %w", council.ErrUnavailable, err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("natsjs: list deliberations: %w: %w", council.ErrUnavailable, err)
+		return nil, fmt.Errorf("natsjs: list deliberations: %w", err)
 	}
 	out := make([]*council.Deliberation, 0, len(keys))
-	seen := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		if seen[k] {
-			continue // ListKeys may repeat a key written during the listing
-		}
-		seen[k] = true
-		d, _, err := s.Get(ctx, k)
-		switch {
-		case errors.Is(err, council.ErrNotFound):
-			continue // deleted since it was listed
-		case err != nil:
+	for _, id := range keys {
+		d, err := s.load(ctx, id)
+		if err != nil {
 			return nil, fmt.Errorf("natsjs: list deliberations: %w", err)
 		}
-		out = append(out, d)
+		if d != nil {
+			out = append(out, d)
+		}
 	}
 	return out, nil
 }
 
-// encodeDeliberation is the stored form of d (events.EncodeState: the
-// versioned state format), keyed by its id.
-func encodeDeliberation(d *council.Deliberation) (string, []byte, error) {
-	if d == nil {
-		return "", nil, council.Invalidf("nil deliberation")
-	}
-	if err := checkKey(d.ID); err != nil {
-		return "", nil, err
-	}
-	body, err := events.EncodeState(d)
+// Active returns the deliberations that owe something
+// (council.Deliberation.Owes), from the index: its cost follows the
+// active deliberations, not everything kept. A value that does not decode
+// is set aside (Quarantined) and left out; an index key of a deliberation
+// that owes nothing, or of none, is removed. It returns an error wrapping
+// council.ErrUnavailable when the bucket cannot be read completely.
+func (s *Store) Active(ctx context.Context) ([]*council.Deliberation, error) {
+	keys, err := s.keys(ctx, activePrefix+"*")
 	if err != nil {
-		return "", nil, fmt.Errorf("encode %s: %w", d.ID, err)
+		return nil, fmt.Errorf("natsjs: list active deliberations: %w", err)
 	}
-	return d.ID, body, nil
+	out := make([]*council.Deliberation, 0, len(keys))
+	for _, k := range keys {
+		id := strings.TrimPrefix(k, activePrefix)
+		d, err := s.load(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("natsjs: list active deliberations: %w", err)
+		}
+		switch {
+		case d == nil:
+			s.dropOrphan(ctx, k)
+		case !d.Owes():
+			_ = s.kv.Delete(ctx, k) // best effort: found again next time
+		default:
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
-// decodeDeliberation reads a stored value (events.DecodeState: every
-// version this build knows, and the unversioned values written before).
-func decodeDeliberation(b []byte) (*council.Deliberation, error) {
-	d, err := events.DecodeState(b)
-	if err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
+// dropOrphan removes index key k when no header exists for it and the key
+// is older than orphanAge.
+func (s *Store) dropOrphan(ctx context.Context, k string) {
+	id := strings.TrimPrefix(k, activePrefix)
+	if _, err := s.kv.Get(ctx, id); !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted) {
+		return // quarantined (the header is there) or unreadable now
+	}
+	e, err := s.kv.Get(ctx, k)
+	if err != nil || s.now().Sub(e.Created()) < orphanAge {
+		return
+	}
+	_ = s.kv.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
+}
+
+// load returns deliberation id, or nil when it is gone or does not decode
+// (then set aside with the reason).
+func (s *Store) load(ctx context.Context, id string) (*council.Deliberation, error) {
+	if _, err := s.kv.Get(ctx, quarantinePrefix+id); err == nil {
+		return nil, nil // set aside already
+	}
+	d, _, err := s.Get(ctx, id)
+	switch {
+	case errors.Is(err, council.ErrNotFound):
+		return nil, nil
+	case errors.Is(err, errMissingRecord) && s.ended(ctx, id):
+		return nil, nil // expiring: its records went first, its header follows
+	case errors.Is(err, council.ErrInvalid):
+		s.quarantine(ctx, id, err)
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
 	return d, nil
+}
+
+// ended reports whether the header of id says the deliberation ended.
+func (s *Store) ended(ctx context.Context, id string) bool {
+	e, err := s.kv.Get(ctx, id)
+	if err != nil {
+		return false
+	}
+	h, err := events.DecodeStateHeader(e.Value())
+	return err == nil && h.Status().Terminal()
+}
+
+// quarantine sets aside the value of id that does not decode: the reason
+// under "quarantine.<id>" (the value itself stays under its key for
+// inspection), and id out of the index.
+func (s *Store) quarantine(ctx context.Context, id string, reason error) {
+	s.log.ErrorContext(ctx, "stored deliberation set aside: it does not decode", "deliberation", id, "error", reason)
+	body, err := events.EncodeQuarantine(events.Quarantine{ID: id, Reason: reason.Error(), At: s.now()})
+	if err == nil {
+		_, err = s.kv.Create(ctx, quarantinePrefix+id, body)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		s.log.WarnContext(ctx, "quarantine not recorded", "deliberation", id, "error", err)
+		return
+	}
+	_ = s.kv.Delete(ctx, activePrefix+id)
+}
+
+// Quarantined returns the deliberations set aside because their stored
+// value does not decode, with the reason. Errors wrap
+// council.ErrUnavailable.
+func (s *Store) Quarantined(ctx context.Context) ([]council.Quarantined, error) {
+	keys, err := s.keys(ctx, quarantinePrefix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: list quarantined deliberations: %w", err)
+	}
+	out := make([]council.Quarantined, 0, len(keys))
+	for _, k := range keys {
+		e, err := s.kv.Get(ctx, k)
+		if err != nil {
+			continue // released since it was listed
+		}
+		q, err := events.DecodeQuarantine(e.Value())
+		if err != nil {
+			q = events.Quarantine{ID: strings.TrimPrefix(k, quarantinePrefix), Reason: "unreadable quarantine record: " + err.Error()}
+		}
+		out = append(out, council.Quarantined{ID: q.ID, Reason: q.Reason, At: q.At})
+	}
+	return out, nil
+}
+
+// keys lists the keys that match filter, each once.
+func (s *Store) keys(ctx context.Context, filter string) ([]string, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, filter)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", council.ErrUnavailable, err)
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for k := range lister.Keys() {
+		if !seen[k] { // a key written during the listing may come twice
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", council.ErrUnavailable, err)
+	}
+	return keys, nil
 }
 
 func checkKey(id string) error { return council.CheckDeliberationID(id) }
@@ -174,4 +357,70 @@ func isRevisionConflict(err error) bool {
 	return errors.As(err, &apiErr) &&
 		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// errMissingRecord marks a header that names a record the bucket no longer
+// holds: corruption, or the end of the bucket's TTL (records are older than
+// the header, so they expire first).
+var errMissingRecord = errors.New("record missing")
+
+// tallyKey holds the durable tally of ended deliberations (two tokens, like
+// the index keys: no header nor record has that form).
+const tallyKey = "stats.tally"
+
+// CountEnd adds the end of d to the tally under compare-and-set; counting
+// the same end again changes nothing (council.Tally keeps the last ids).
+// Errors wrap council.ErrUnavailable (the bucket) or council.ErrInvalid (a
+// stored tally that does not decode).
+func (s *Store) CountEnd(ctx context.Context, d *council.Deliberation) error {
+	if d == nil || !d.Status.Terminal() {
+		return nil
+	}
+	for range 50 {
+		t, rev, err := s.tally(ctx)
+		if err != nil {
+			return fmt.Errorf("natsjs: count the end of %s: %w", d.ID, err)
+		}
+		if !t.Count(d) {
+			return nil
+		}
+		b, err := events.EncodeTally(t)
+		if err != nil {
+			return fmt.Errorf("natsjs: count the end of %s: %w", d.ID, err)
+		}
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, tallyKey, b)
+		} else {
+			_, err = s.kv.Update(ctx, tallyKey, b, rev)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case !isRevisionConflict(err):
+			return fmt.Errorf("natsjs: count the end of %s: %w: %w", d.ID, council.ErrUnavailable, err)
+		}
+	}
+	return fmt.Errorf("natsjs: count the end of %s: %w", d.ID, council.Unavailablef("too many concurrent updates of the tally"))
+}
+
+// Tally returns the durable tally of ended deliberations. Like every key,
+// it is dropped after the bucket's TTL without a change (no end for that long).
+func (s *Store) Tally(ctx context.Context) (council.Tally, error) {
+	t, _, err := s.tally(ctx)
+	if err != nil {
+		return council.Tally{}, fmt.Errorf("natsjs: tally: %w", err)
+	}
+	return t, nil
+}
+
+func (s *Store) tally(ctx context.Context) (council.Tally, uint64, error) {
+	e, err := s.kv.Get(ctx, tallyKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return council.Tally{}, 0, nil
+	case err != nil:
+		return council.Tally{}, 0, fmt.Errorf("%w: %w", council.ErrUnavailable, err)
+	}
+	t, err := events.DecodeTally(e.Value())
+	return t, e.Revision(), err
 }

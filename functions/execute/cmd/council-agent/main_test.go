@@ -38,7 +38,7 @@ func TestBadInputExitsTwo(t *testing.T) {
 			"council-agent: deliberation dlb-1 failed: bad request: invalid: no request"},
 		{"not an event", map[string]string{"COUNCIL_DELIBERATION_ID": "dlb-2",
 			"COUNCIL_REQUEST": base64.StdEncoding.EncodeToString([]byte(`"hello"`))},
-			"council-agent: deliberation dlb-2 failed: bad request: invalid: the request is not a structured CloudEvent"},
+			"council-agent: deliberation dlb-2 failed: bad request: the request: invalid: not a structured CloudEvent"},
 		{"missing file", map[string]string{"COUNCIL_REQUEST_FILE": "nope.json"},
 			"council-agent: deliberation unknown failed: bad request: invalid: COUNCIL_REQUEST_FILE"},
 	} {

@@ -1,7 +1,7 @@
 // Command execute serves the execute function (the coordinator): over HTTP
 // (Knative, fan-out to K_SINK) and, with COUNCIL_TRANSPORT=jetstream, as a
 // durable JetStream consumer that publishes its fan-out to the broker stream.
-// It answers the queries of openapi.yaml on the same port. With
+// It answers the queries of events/openapi.yaml on the same port. With
 // COUNCIL_RAY_ADDRESS set it runs backend ray requests as Ray jobs of
 // council-agent, found in COUNCIL_RAY_AGENT_DIR (default: next to this
 // binary). With COUNCIL_LEGACY_SUBJECTS=true it also publishes the end of

@@ -7,12 +7,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
-	"council.dev/shared/adapters/legacy"
+	"council.dev/events"
+	"council.dev/events/legacy"
 	"council.dev/shared/council"
 )
 
@@ -166,7 +168,25 @@ type want struct {
 	rank           int
 }
 
+// schemaFile is the JSON Schema of a message body.
+const schemaFile = "../schemas/legacy.agent.response.v1.json"
+
+// compileSchema returns the validator of schemaFile.
+func compileSchema(t *testing.T) *events.Validator {
+	t.Helper()
+	b, err := os.ReadFile(schemaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := events.CompileSchema("legacy.agent.response.v1", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func TestMessages(t *testing.T) {
+	schema := compileSchema(t)
 	for _, tc := range []struct {
 		name string
 		d    func(t *testing.T) *council.Deliberation
@@ -248,6 +268,11 @@ func TestMessages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			for _, m := range msgs {
+				if err := schema.Validate(m.Body); err != nil {
+					t.Errorf("message %s on %s does not match %s: %v", m.ID, m.Subject, schemaFile, err)
+				}
+			}
 			var got []want
 			ids := map[string]bool{}
 			for _, m := range msgs {
@@ -295,19 +320,23 @@ func TestMessages(t *testing.T) {
 }
 
 func TestMessagesExtractionFields(t *testing.T) {
+	schema := compileSchema(t)
 	for _, tc := range []struct {
 		content string
 		tasks   int
-	}{{extracted, 2}, {"not json", 0}, {`{"other": 1}`, 0}} {
+	}{{extracted, 2}, {"not json", 0}, {`{"other": 1}`, 0}, {`{"tasks": [1, "two"]}`, 2}} {
 		msgs, err := legacy.Messages(deliberate(t, extractionTask(), script{content: tc.content}), "council", pub)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := schema.Validate(msgs[0].Body); err != nil {
+			t.Errorf("content %q: the message does not match %s: %v", tc.content, schemaFile, err)
+		}
 		var env struct {
 			Payload struct {
-				Tasks      []map[string]any `json:"tasks"`
-				StoryID    *string          `json:"story_id"`
-				CeremonyID *string          `json:"ceremony_id"`
+				Tasks      []any   `json:"tasks"`
+				StoryID    *string `json:"story_id"`
+				CeremonyID *string `json:"ceremony_id"`
 				Proposal   struct {
 					Content string `json:"content"`
 				} `json:"proposal"`
@@ -327,6 +356,65 @@ func TestMessagesExtractionFields(t *testing.T) {
 			t.Errorf("proposal content %q, want %q", p.Proposal.Content, tc.content)
 		}
 	}
+}
+
+// TestSchemaRejectsWhatTheConsumersCannotRead checks that the schema is no
+// formality: bodies the old consumers would misread, or that Messages never
+// writes, do not validate.
+func TestSchemaRejectsWhatTheConsumersCannotRead(t *testing.T) {
+	schema := compileSchema(t)
+	completed, err := legacy.Messages(deliberate(t, deliberationTask(), script{fail: map[string]bool{"qa-1": true}}), "council", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extraction, err := legacy.Messages(deliberate(t, extractionTask(), script{content: extracted}), "council", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := map[string][]byte{
+		"completed": completed[0].Body, "failed": completed[len(completed)-1].Body, "extraction": extraction[0].Body,
+	}
+	for _, tc := range []struct {
+		name, body string
+		edit       func(env map[string]any)
+		want       string
+	}{
+		{"no idempotency key", "completed", func(env map[string]any) { delete(env, "idempotency_key") }, "idempotency_key is required"},
+		{"uuid idempotency key", "completed", func(env map[string]any) { env["idempotency_key"] = "8d3f-uuid" }, "field idempotency_key: '8d3f-uuid' does not match pattern"},
+		{"unknown envelope field", "completed", func(env map[string]any) { env["causation"] = "x" }, `unknown field "causation"`},
+		{"epoch timestamp", "completed", func(env map[string]any) { env["timestamp"] = 1733570125.412 }, "field timestamp: expected string"},
+		{"unknown event type", "completed", func(env map[string]any) { env["event_type"] = "agent.response.progress" }, "field event_type: value must be one of"},
+		{"failed payload as completed", "failed", func(env map[string]any) { env["event_type"] = legacy.EventCompleted }, "field payload.status: value must be 'completed'"},
+		{"completed payload as failed", "completed", func(env map[string]any) { env["event_type"] = legacy.EventFailed }, "field payload.status: value must be 'failed'"},
+		{"no role", "completed", func(env map[string]any) { delete(payload(env), "role") }, "field payload.role is required"},
+		{"role an object", "failed", func(env map[string]any) { payload(env)["role"] = map[string]any{"name": "DEV"} }, "field payload.role: expected string"},
+		{"tasks on the generic subject", "completed", func(env map[string]any) { payload(env)["tasks"] = []any{} }, "field payload.validated_at is required"},
+		{"extraction without tasks", "extraction", func(env map[string]any) { delete(payload(env), "tasks") }, "field payload.tasks is required"},
+		{"failure with constraints", "failed", func(env map[string]any) { payload(env)["constraints"] = map[string]any{} }, `unknown field "constraints" in payload`},
+		{"unknown error type", "failed", func(env map[string]any) { payload(env)["error_type"] = "RuntimeError" }, "field payload.error_type: value must be one of"},
+	} {
+		var env map[string]any
+		if err := json.Unmarshal(bodies[tc.body], &env); err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(bodies[tc.body]); err != nil {
+			t.Fatalf("%s: the unedited %s body does not validate: %v", tc.name, tc.body, err)
+		}
+		tc.edit(env)
+		b, err := json.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = schema.Validate(b)
+		if !errors.Is(err, council.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want ErrInvalid naming %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func payload(env map[string]any) map[string]any {
+	p, _ := env["payload"].(map[string]any)
+	return p
 }
 
 func TestIdempotencyKey(t *testing.T) {
