@@ -6,6 +6,7 @@ require (
 	council.dev/shared v0.0.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/google/go-cmp v0.7.0
+	github.com/klauspost/compress v1.20.3
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	golang.org/x/text v0.43.0
 	sigs.k8s.io/yaml v1.6.0

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"council.dev/shared/council"
 )
 
@@ -73,32 +75,49 @@ func NewStateCodec(max int) *StateCodec {
 }
 
 type headerV2 struct {
-	SchemaVersion int         `json:"schema_version"`
-	ID            string      `json:"id"`
-	Task          string      `json:"task"`
-	Status        string      `json:"status"`
-	Stage         int         `json:"stage"`
-	Phase         string      `json:"phase"`
-	StartedAt     time.Time   `json:"started_at"`
-	Deadline      time.Time   `json:"deadline"`
-	FinishedAt    *time.Time  `json:"finished_at,omitempty"`
-	Work          []workV2    `json:"work"`
-	Failures      []failureV2 `json:"failures,omitempty"`
-	Result        *resultV2   `json:"result,omitempty"`
-	Reason        string      `json:"reason,omitempty"`
-	Outbox        []string    `json:"outbox"`
-	Job           *jobV2      `json:"job,omitempty"`
+	SchemaVersion int        `json:"schema_version"`
+	ID            string     `json:"id"`
+	Task          string     `json:"task"`
+	Status        string     `json:"status"`
+	Stage         int        `json:"stage"`
+	Phase         string     `json:"phase"`
+	StartedAt     time.Time  `json:"started_at"`
+	Deadline      time.Time  `json:"deadline"`
+	FinishedAt    *time.Time `json:"finished_at,omitempty"`
+	// Work is the work of the groups (a stage's proposals, or its
+	// critiques) that still have some pending; Segments names the records
+	// of the groups where none is (they never change again).
+	Work     []workV2 `json:"work"`
+	Segments []string `json:"segments,omitempty"`
+	// Proposals and Critiques name, by work key, the records of results
+	// that answer no work of the header (the Ray job records the engine's
+	// results on a deliberation that has no work of its own).
+	Proposals map[string]string `json:"proposals,omitempty"`
+	Critiques map[string]string `json:"critiques,omitempty"`
+	Failures  []failureV2       `json:"failures,omitempty"`
+	Result    *resultV2         `json:"result,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+	Outbox    []string          `json:"outbox"`
+	Job       *jobV2            `json:"job,omitempty"`
 }
 
-// workV2 is one piece of work; its kind, stage and agents are in its key.
+// workV2 is one piece of work, compact (the header holds one per call):
+// its kind, stage and agents are in its key; T is when it was last
+// requested, in nanoseconds after the deliberation started; R is the hash
+// of the record (the proposal or critique) that answered it, whose key is
+// "<key>.<R>".
 type workV2 struct {
-	Key         string    `json:"key"`
-	State       string    `json:"state"`
-	Attempt     int       `json:"attempt"`
-	RequestedAt time.Time `json:"requested_at"`
-	LastError   string    `json:"last_error,omitempty"`
-	// Record names the proposal or critique that answered the work.
-	Record string `json:"record,omitempty"`
+	Key       string `json:"k"`
+	State     string `json:"s"`
+	Attempt   int    `json:"a"`
+	T         int64  `json:"t"`
+	LastError string `json:"e,omitempty"`
+	R         string `json:"r,omitempty"`
+}
+
+// segmentRecord is the record of a group of work none of which is pending.
+type segmentRecord struct {
+	Work []workV2 `json:"work"`
 }
 
 type failureV2 struct {
@@ -184,7 +203,56 @@ func (c *StateCodec) Encode(d *council.Deliberation) ([]byte, []StateRecord, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("events: encode state of %s: %w: %w", d.ID, council.ErrInvalid, err)
 	}
-	return b, enc.fresh, nil
+	return compressHeader(b), enc.fresh, nil
+}
+
+// A header above compressAbove bytes is stored compressed: headerS2
+// followed by the S2 block of its JSON (the header is rewritten on every
+// transition and is repetitive; S2 makes it 3 to 5 times smaller for the
+// cost of a memory copy). JSON never starts with a zero byte.
+const (
+	compressAbove = 1 << 10
+	headerS2      = "\x00s2"
+	// maxHeader bounds what a compressed header may expand to.
+	maxHeader = 64 << 20
+)
+
+// StateHeaderJSON returns the JSON of a stored header, compressed or not
+// (for tools and fixtures). An error wraps council.ErrInvalid.
+func StateHeaderJSON(b []byte) ([]byte, error) {
+	out, err := decompressHeader(b)
+	if err != nil {
+		return nil, council.Invalidf("%v", err)
+	}
+	return out, nil
+}
+
+func compressHeader(b []byte) []byte {
+	if len(b) <= compressAbove {
+		return b
+	}
+	out := make([]byte, len(headerS2), len(headerS2)+s2.MaxEncodedLen(len(b)))
+	copy(out, headerS2)
+	return append(out, s2.Encode(nil, b)...)
+}
+
+func decompressHeader(b []byte) ([]byte, error) {
+	if !bytes.HasPrefix(b, []byte(headerS2)) {
+		return b, nil
+	}
+	block := b[len(headerS2):]
+	n, err := s2.DecodedLen(block)
+	if err != nil {
+		return nil, fmt.Errorf("compressed header: %w", err)
+	}
+	if n > maxHeader {
+		return nil, fmt.Errorf("compressed header expands to %d bytes, more than %d", n, maxHeader)
+	}
+	out, err := s2.Decode(nil, block)
+	if err != nil {
+		return nil, fmt.Errorf("compressed header: %w", err)
+	}
+	return out, nil
 }
 
 // Written records that the records of deliberation id are stored.
@@ -262,6 +330,8 @@ func (e *recordEncoder) ref(work string, v any) (string, error) {
 			AgentID: v.AgentID, Role: v.Role, Stage: v.Stage, Content: v.Content, Reasoning: v.Reasoning,
 			Model: v.Model, Usage: usageOf(v.Usage), DurationNS: int64(v.Duration), Attempt: v.Attempt,
 		}
+	case []workV2:
+		body = segmentRecord{Work: v}
 	case council.Critique:
 		body = critiqueRecord{
 			ReviewerID: v.ReviewerID, AuthorID: v.AuthorID, Stage: v.Stage, Scores: v.Scores, Overall: v.Overall,
@@ -294,6 +364,9 @@ func sameRecord(a, b any) bool {
 			a.Model == b.Model && a.Usage == b.Usage && a.Duration == b.Duration && a.Attempt == b.Attempt
 	case council.Task:
 		return reflect.DeepEqual(a, b)
+	case []workV2:
+		b, ok := b.([]workV2)
+		return ok && slices.Equal(a, b)
 	}
 	return false
 }
@@ -312,7 +385,9 @@ func (e *recordEncoder) header(d *council.Deliberation) (*headerV2, error) {
 		h.Outbox = []string{}
 	}
 	keys := slices.Sorted(maps.Keys(d.Work))
-	h.Work = make([]workV2, 0, len(keys))
+	groups := map[string][]workV2{}
+	pendingGroup := map[string]bool{}
+	var order []string
 	for _, key := range keys {
 		w := d.Work[key]
 		if w.Key != key {
@@ -321,26 +396,59 @@ func (e *recordEncoder) header(d *council.Deliberation) (*headerV2, error) {
 		if want := workKey(w); want != key {
 			return nil, council.Invalidf("work %q is a %s by %s at stage %d: its key would be %q", key, w.Kind, w.AgentID, w.Stage, want)
 		}
-		wv := workV2{Key: key, State: string(w.State), Attempt: w.Attempt, RequestedAt: w.RequestedAt, LastError: w.LastError}
+		wv := workV2{Key: key, State: string(w.State), Attempt: w.Attempt, LastError: w.LastError}
+		wv.T = w.RequestedAt.UnixNano() - d.StartedAt.UnixNano() // wall clock: what decoding adds back
+		var rec string
 		if p, ok := d.Proposals[key]; ok {
-			if wv.Record, err = e.ref(key, p); err != nil {
-				return nil, err
-			}
+			rec, err = e.ref(key, p)
 		} else if c, ok := d.Critiques[key]; ok {
-			if wv.Record, err = e.ref(key, c); err != nil {
+			rec, err = e.ref(key, c)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rec != "" {
+			wv.R = rec[len(key)+1:]
+		}
+		g := groupOf(w)
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], wv)
+		if w.State == council.WorkPending {
+			pendingGroup[g] = true
+		}
+	}
+	h.Work = []workV2{}
+	for _, g := range order {
+		if pendingGroup[g] {
+			h.Work = append(h.Work, groups[g]...)
+			continue
+		}
+		seg, err := e.ref("seg."+g, groups[g])
+		if err != nil {
+			return nil, err
+		}
+		h.Segments = append(h.Segments, seg)
+	}
+	for key, p := range d.Proposals {
+		if d.Work[key] == nil {
+			if h.Proposals == nil {
+				h.Proposals = map[string]string{}
+			}
+			if h.Proposals[key], err = e.ref(key, p); err != nil {
 				return nil, err
 			}
 		}
-		h.Work = append(h.Work, wv)
 	}
-	for key := range d.Proposals {
+	for key, c := range d.Critiques {
 		if d.Work[key] == nil {
-			return nil, council.Invalidf("proposal %q answers no work", key)
-		}
-	}
-	for key := range d.Critiques {
-		if d.Work[key] == nil {
-			return nil, council.Invalidf("critique %q answers no work", key)
+			if h.Critiques == nil {
+				h.Critiques = map[string]string{}
+			}
+			if h.Critiques[key], err = e.ref(key, c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if d.Job != nil {
@@ -399,6 +507,13 @@ func (e *recordEncoder) critiques(cs []council.Critique) ([]string, error) {
 	return out, nil
 }
 
+// groupOf names the group of w: its kind and stage ("p.0", "c.1"). The work
+// of a group is added at once, and work that is no longer pending never
+// changes, so a group with nothing pending never changes again.
+func groupOf(w *council.Work) string {
+	return fmt.Sprintf("%c.%d", w.Kind[0], w.Stage)
+}
+
 // workKey is the key a work's kind, stage and agents make.
 func workKey(w *council.Work) string {
 	if w.Kind == council.WorkCritique {
@@ -410,21 +525,17 @@ func workKey(w *council.Work) string {
 // parseWorkKey is the inverse of workKey.
 func parseWorkKey(key string) (council.Work, error) {
 	parts := strings.Split(key, ".")
-	bad := council.Invalidf("work key %q: want p.<stage>.<agent> or c.<stage>.<author>.<reviewer>", key)
-	if len(parts) < 3 {
-		return council.Work{}, bad
+	if len(parts) >= 3 {
+		stage, err := strconv.Atoi(parts[1])
+		switch {
+		case err != nil || stage < 0:
+		case parts[0] == "p" && len(parts) == 3:
+			return council.Work{Key: key, Kind: council.WorkProposal, Stage: stage, AgentID: parts[2]}, nil
+		case parts[0] == "c" && len(parts) == 4:
+			return council.Work{Key: key, Kind: council.WorkCritique, Stage: stage, AuthorID: parts[2], AgentID: parts[3]}, nil
+		}
 	}
-	stage, err := strconv.Atoi(parts[1])
-	if err != nil || stage < 0 {
-		return council.Work{}, bad
-	}
-	switch {
-	case parts[0] == "p" && len(parts) == 3:
-		return council.Work{Key: key, Kind: council.WorkProposal, Stage: stage, AgentID: parts[2]}, nil
-	case parts[0] == "c" && len(parts) == 4:
-		return council.Work{Key: key, Kind: council.WorkCritique, Stage: stage, AuthorID: parts[2], AgentID: parts[3]}, nil
-	}
-	return council.Work{}, bad
+	return council.Work{}, council.Invalidf("work key %q: want p.<stage>.<agent> or c.<stage>.<author>.<reviewer>", key)
 }
 
 func failuresV2(fs []council.AgentFailure) []failureV2 {
@@ -484,6 +595,10 @@ func (s *StateHeader) Status() council.Status {
 // DecodeStateHeader reads a stored header of any version this build knows:
 // 2, 1, or the unversioned value. An error wraps council.ErrInvalid.
 func DecodeStateHeader(b []byte) (*StateHeader, error) {
+	b, err := decompressHeader(b)
+	if err != nil {
+		return nil, fmt.Errorf("events: decode state: %w: %w", council.ErrInvalid, err)
+	}
 	version, err := firstKeyVersion(b)
 	if err != nil {
 		return nil, fmt.Errorf("events: decode state: %w: %w", council.ErrInvalid, err)
@@ -526,17 +641,20 @@ func (c *StateCodec) Deliberation(s *StateHeader, load func(keys []string) ([][]
 		return s.legacy, nil
 	}
 	h := s.h
-	c.mu.Lock()
-	k := c.touch(h.ID)
-	var missing []string
-	for _, key := range h.recordKeys() {
-		if _, ok := k.byKey[key]; !ok && !slices.Contains(missing, key) {
-			missing = append(missing, key)
+	// Records first, then what the segments name (two rounds at most).
+	for range 3 {
+		c.mu.Lock()
+		k := c.touch(h.ID)
+		var missing []string
+		for _, key := range h.recordKeys(func(key string) any { return k.byKey[key] }) {
+			if _, ok := k.byKey[key]; !ok && !slices.Contains(missing, key) {
+				missing = append(missing, key)
+			}
 		}
-	}
-	c.mu.Unlock()
-	values := map[string]any{}
-	if len(missing) > 0 {
+		c.mu.Unlock()
+		if len(missing) == 0 {
+			break
+		}
 		raw, err := load(missing)
 		if err != nil {
 			return nil, err
@@ -544,6 +662,7 @@ func (c *StateCodec) Deliberation(s *StateHeader, load func(keys []string) ([][]
 		if len(raw) != len(missing) {
 			return nil, fmt.Errorf("events: decode state of %s: %w", h.ID, council.Invalidf("%d records loaded, want %d", len(raw), len(missing)))
 		}
+		values := make(map[string]any, len(missing))
 		for i, key := range missing {
 			v, err := decodeRecord(key, raw[i])
 			if err != nil {
@@ -551,12 +670,15 @@ func (c *StateCodec) Deliberation(s *StateHeader, load func(keys []string) ([][]
 			}
 			values[key] = v
 		}
+		c.mu.Lock()
+		k = c.touch(h.ID)
+		for key, v := range values {
+			k.add(key, v)
+		}
+		c.mu.Unlock()
 	}
 	c.mu.Lock()
-	k = c.touch(h.ID)
-	for key, v := range values {
-		k.add(key, v)
-	}
+	k := c.touch(h.ID)
 	get := func(key string) any { return k.byKey[key] }
 	d, err := h.deliberation(get)
 	c.mu.Unlock()
@@ -566,12 +688,41 @@ func (c *StateCodec) Deliberation(s *StateHeader, load func(keys []string) ([][]
 	return d, nil
 }
 
-func (h *headerV2) recordKeys() []string {
-	keys := []string{h.Task}
-	for _, w := range h.Work {
-		if w.Record != "" {
-			keys = append(keys, w.Record)
+// work returns every work entry of the header: its own and those of its
+// segments (nil for a segment not loaded).
+func (h *headerV2) work(get func(string) any) ([]workV2, error) {
+	out := slices.Clone(h.Work)
+	for _, seg := range h.Segments {
+		ws, ok := get(seg).([]workV2)
+		if !ok {
+			return nil, council.Invalidf("segment record %q missing", seg)
 		}
+		out = append(out, ws...)
+	}
+	return out, nil
+}
+
+// recordKeys are the records h names: the task, the segments, the
+// records of its work and of the loaded segments' work, the result's.
+func (h *headerV2) recordKeys(get func(string) any) []string {
+	keys := []string{h.Task}
+	keys = append(keys, h.Segments...)
+	work := slices.Clone(h.Work)
+	for _, seg := range h.Segments {
+		if ws, ok := get(seg).([]workV2); ok {
+			work = append(work, ws...)
+		}
+	}
+	for _, w := range work {
+		if w.R != "" {
+			keys = append(keys, w.Key+"."+w.R)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(h.Proposals)) {
+		keys = append(keys, h.Proposals[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(h.Critiques)) {
+		keys = append(keys, h.Critiques[k])
 	}
 	if r := h.Result; r != nil {
 		for _, rk := range r.Ranking {
@@ -596,6 +747,12 @@ func decodeRecord(key string, b []byte) (any, error) {
 			return nil, council.Invalidf("record %s: %v", key, err)
 		}
 		return r.task()
+	case strings.HasPrefix(key, "seg."):
+		var seg segmentRecord
+		if err := dec.Decode(&seg); err != nil {
+			return nil, council.Invalidf("record %s: %v", key, err)
+		}
+		return seg.Work, nil
 	case strings.HasPrefix(key, "p."):
 		var p proposalRecord
 		if err := dec.Decode(&p); err != nil {
@@ -616,7 +773,7 @@ func decodeRecord(key string, b []byte) (any, error) {
 			Model: c.Model, Usage: c.Usage.usage(), Duration: time.Duration(c.DurationNS), Attempt: c.Attempt,
 		}, nil
 	}
-	return nil, council.Invalidf("record key %q: want task.…, p.… or c.…", key)
+	return nil, council.Invalidf("record key %q: want task.…, seg.…, p.… or c.…", key)
 }
 
 // deliberation builds the domain value; get returns the record under a key.
@@ -634,24 +791,44 @@ func (h *headerV2) deliberation(get func(string) any) (*council.Deliberation, er
 	if len(d.Outbox) == 0 {
 		d.Outbox = nil
 	}
-	for _, wv := range h.Work {
+	work, err := h.work(get)
+	if err != nil {
+		return nil, err
+	}
+	for _, wv := range work {
 		w, err := parseWorkKey(wv.Key)
 		if err != nil {
 			return nil, err
 		}
-		w.State, w.Attempt, w.RequestedAt, w.LastError = council.WorkState(wv.State), wv.Attempt, wv.RequestedAt, wv.LastError
+		w.State, w.Attempt, w.LastError = council.WorkState(wv.State), wv.Attempt, wv.LastError
+		w.RequestedAt = h.StartedAt.Add(time.Duration(wv.T))
 		d.Work[wv.Key] = &w
-		if wv.Record == "" {
+		if wv.R == "" {
 			continue
 		}
-		switch v := get(wv.Record).(type) {
+		rec := wv.Key + "." + wv.R
+		switch v := get(rec).(type) {
 		case council.Proposal:
 			d.Proposals[wv.Key] = v
 		case council.Critique:
 			d.Critiques[wv.Key] = cloneCritique(v)
 		default:
-			return nil, council.Invalidf("record %q of work %s missing", wv.Record, wv.Key)
+			return nil, council.Invalidf("record %q of work %s missing", rec, wv.Key)
 		}
+	}
+	for key, rec := range h.Proposals {
+		p, ok := get(rec).(council.Proposal)
+		if !ok {
+			return nil, council.Invalidf("proposal record %q missing", rec)
+		}
+		d.Proposals[key] = p
+	}
+	for key, rec := range h.Critiques {
+		c, ok := get(rec).(council.Critique)
+		if !ok {
+			return nil, council.Invalidf("critique record %q missing", rec)
+		}
+		d.Critiques[key] = cloneCritique(c)
 	}
 	if j := h.Job; j != nil {
 		d.Job = &council.JobRef{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"council.dev/events"
@@ -113,30 +114,93 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 	if len(d.Outbox) == 0 {
 		return nil
 	}
-	var done []sent
+	done, err := o.emitAll(ctx, d)
+	if len(done) == 0 {
+		return err
+	}
+	defer o.acknowledge(ctx, d, rev, done)
+	return err
+}
+
+// emitConcurrency bounds the events of one outbox sent at once: a stage of
+// a large council fans out its calls together and waits for the broker's
+// acknowledgements together, instead of one round trip after the other.
+const emitConcurrency = 32
+
+// emitAll sends what the outbox of d names, at most emitConcurrency at
+// once, and returns the keys sent; an error joins the failures (the keys
+// not sent stay in the outbox). The end of a deliberation (completed or
+// failed) is sent after its other keys, with the legacy responses and the
+// tally, before it is acknowledged.
+func (o *Outbox) emitAll(ctx context.Context, d *council.Deliberation) ([]sent, error) {
+	var (
+		mu   sync.Mutex
+		done []sent
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, emitConcurrency)
+	var ends []string
 	for _, key := range d.Outbox {
+		if key == council.OutboxCompleted || key == council.OutboxFailed {
+			ends = append(ends, key)
+			continue
+		}
 		env, attempt, err := o.envelope(d, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := o.emitter.Emit(ctx, env); err != nil {
-			return fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err)
-		}
-		if key == council.OutboxCompleted || key == council.OutboxFailed {
-			// Before the key is acknowledged: a failure keeps the key, and
-			// the next Flush does it again (duplicates are dropped, an end
-			// counted again changes nothing).
-			if o.legacy != nil {
-				if err := o.legacy.Publish(ctx, d); err != nil {
-					return fmt.Errorf("execute: publish the legacy agent responses of %s: %w", d.ID, err)
-				}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := o.emitter.Emit(ctx, env)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err))
+				return
 			}
-			if err := o.store.CountEnd(ctx, d); err != nil {
-				return fmt.Errorf("execute: count the end of %s: %w", d.ID, err)
-			}
-		}
-		done = append(done, sent{key, attempt})
+			done = append(done, sent{key, attempt})
+		})
 	}
+	wg.Wait()
+	for _, key := range ends {
+		if err := o.end(ctx, d, key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, sent{key, 0})
+	}
+	return done, errors.Join(errs...)
+}
+
+// end sends the end of d (key completed or failed), then, before the key
+// is acknowledged, the legacy responses and the end's count in the tally: a
+// failure keeps the key, and the next Flush does it again (duplicates are
+// dropped, an end counted again changes nothing).
+func (o *Outbox) end(ctx context.Context, d *council.Deliberation, key string) error {
+	env, _, err := o.envelope(d, key)
+	if err != nil {
+		return err
+	}
+	if err := o.emitter.Emit(ctx, env); err != nil {
+		return fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err)
+	}
+	if o.legacy != nil {
+		if err := o.legacy.Publish(ctx, d); err != nil {
+			return fmt.Errorf("execute: publish the legacy agent responses of %s: %w", d.ID, err)
+		}
+	}
+	if err := o.store.CountEnd(ctx, d); err != nil {
+		return fmt.Errorf("execute: count the end of %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// acknowledge removes the sent keys from the stored outbox of d (stored at
+// rev), with compare-and-set. Failing is not an error: the events are out,
+// and a later Flush sends them again as duplicates.
+func (o *Outbox) acknowledge(ctx context.Context, d *council.Deliberation, rev uint64, done []sent) {
 	for range o.maxCAS {
 		changed := false
 		for _, s := range done {
@@ -146,7 +210,7 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 			changed = d.Acknowledge(s.key) || changed
 		}
 		if !changed {
-			return nil
+			return
 		}
 		_, err := o.store.Update(ctx, d, rev)
 		if !errors.Is(err, council.ErrConflict) {
@@ -155,15 +219,14 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 				// sent again (as duplicates) later. Nothing is lost.
 				o.log.Warn("outbox not cleared", "deliberation", d.ID, "error", err)
 			}
-			return nil
+			return
 		}
 		id := d.ID
 		if d, rev, err = o.store.Get(ctx, id); err != nil {
 			o.log.Warn("outbox not cleared", "deliberation", id, "error", err)
-			return nil //nolint:nilerr // the events are out; the keys are sent again later
+			return // the events are out; the keys are sent again later
 		}
 	}
-	return nil
 }
 
 // envelope encodes the event that outbox key of d stands for.

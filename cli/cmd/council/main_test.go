@@ -171,7 +171,7 @@ func TestSendUnknownFixture(t *testing.T) {
 		t.Errorf("stderr %q", r.err)
 	}
 	r = runCLI(t, "{not json", "send", "-", "-to", "http://127.0.0.1:1").must(t, 1)
-	if !strings.Contains(r.err, "stdin: not a structured CloudEvent") {
+	if !strings.Contains(r.err, "stdin: invalid: not a structured CloudEvent") {
 		t.Errorf("stderr %q", r.err)
 	}
 }

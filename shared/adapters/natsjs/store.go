@@ -153,7 +153,7 @@ func (s *Store) Update(ctx context.Context, d *council.Deliberation, revision ui
 	if !d.Owes() {
 		// Owes nothing any more: out of the index. A failure here leaves a
 		// key the sweep removes when it finds the deliberation done.
-		if err := s.kv.Delete(ctx, activePrefix+d.ID); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err := s.unindex(ctx, d.ID); err != nil {
 			s.log.WarnContext(ctx, "active index not cleared", "deliberation", d.ID, "error", err)
 		}
 	}
@@ -226,7 +226,7 @@ func (s *Store) Active(ctx context.Context) ([]*council.Deliberation, error) {
 		case d == nil:
 			s.dropOrphan(ctx, k)
 		case !d.Owes():
-			_ = s.kv.Delete(ctx, k) // best effort: found again next time
+			_ = s.unindex(ctx, id) // best effort: found again next time
 		default:
 			out = append(out, d)
 		}
@@ -245,7 +245,18 @@ func (s *Store) dropOrphan(ctx context.Context, k string) {
 	if err != nil || s.now().Sub(e.Created()) < orphanAge {
 		return
 	}
-	_ = s.kv.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
+	_ = s.kv.Purge(ctx, k, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(MarkerTTL))
+}
+
+// unindex removes id from the index of active deliberations. It purges
+// rather than deletes, with a marker that expires (MarkerTTL), so that the
+// index does not fill with the markers of every deliberation that ended.
+func (s *Store) unindex(ctx context.Context, id string) error {
+	err := s.kv.Purge(ctx, activePrefix+id, jetstream.PurgeTTL(MarkerTTL))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
 }
 
 // load returns deliberation id, or nil when it is gone or does not decode
@@ -292,7 +303,7 @@ func (s *Store) quarantine(ctx context.Context, id string, reason error) {
 		s.log.WarnContext(ctx, "quarantine not recorded", "deliberation", id, "error", err)
 		return
 	}
-	_ = s.kv.Delete(ctx, activePrefix+id)
+	_ = s.unindex(ctx, id)
 }
 
 // Quarantined returns the deliberations set aside because their stored

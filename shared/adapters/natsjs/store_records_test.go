@@ -2,6 +2,8 @@ package natsjs_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,15 +61,39 @@ func TestStoreWritesRecordsOnceAndReadsThemCold(t *testing.T) {
 			}
 			// The header, and the one record of the result (no re-write of
 			// the task or of earlier results; none at the end either: the
-			// ranking names the records already written).
-			if got := counted.recordWrites(); got != 1 {
-				t.Fatalf("recording %s wrote %d records, want 1: %v", k, got, counted.keys)
+			// ranking names the records already written) — plus, for the
+			// last result of a group of work, the group's segment.
+			want := 1
+			if !slices.ContainsFunc(d.Pending(), func(p *council.Work) bool { return p.Kind == w.Kind && p.Stage == w.Stage }) {
+				want = 2
+			}
+			if got := counted.recordWrites(); got != want {
+				t.Fatalf("recording %s wrote %d records, want %d: %v", k, got, want, counted.keys)
 			}
 			continue
 		}
 		if rev, err = writer.Update(ctx, d, rev); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// Ended and acknowledged: out of the index, its marker purged with a TTL
+	// (not a delete marker kept forever).
+	for len(d.Outbox) > 0 {
+		d.Acknowledge(d.Outbox[0])
+	}
+	if _, err = writer.Update(ctx, d, rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "active.dlb-records"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("index key of an ended deliberation: %v, want ErrKeyNotFound", err)
+	}
+	if msg, err := e.js.Stream(ctx, "KV_"+natsjs.DefaultBucket); err != nil {
+		t.Fatal(err)
+	} else if m, err := msg.GetLastMsgForSubject(ctx, "$KV."+natsjs.DefaultBucket+".active.dlb-records"); err != nil {
+		t.Errorf("no marker for the index key: %v", err)
+	} else if m.Header.Get("Nats-TTL") == "" || m.Header.Get("KV-Operation") != "PURGE" {
+		t.Errorf("index key removed with headers %v, want a PURGE with a Nats-TTL", m.Header)
 	}
 
 	ray, err := council.New("dlb-records-ray", func() council.Task {
@@ -82,6 +108,9 @@ func TestStoreWritesRecordsOnceAndReadsThemCold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As the Ray job records the engine's outcome (council-agent): the
+	// results, which answer no work of this deliberation, and the result.
+	ray.Proposals, ray.Critiques, ray.Failures = d.Proposals, d.Critiques, d.Failures
 	ray.Complete(*d.Result, t0.Add(time.Minute))
 	if _, err := writer.Update(ctx, ray, rayRev); err != nil {
 		t.Fatal(err)

@@ -27,6 +27,8 @@ const (
 	// DefaultBucketTTL is how long a deliberation's state is kept after its
 	// last change: a bound on the bucket (the old service never evicted).
 	DefaultBucketTTL = 7 * 24 * time.Hour
+	// MarkerTTL is how long the bucket keeps the marker of a removed key.
+	MarkerTTL = time.Minute
 )
 
 // Topology names the streams, subjects and bucket council uses. Zero fields
@@ -203,6 +205,11 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
 		TTL:         max(t.BucketTTL, 0),
+		// Markers of removed keys (the index of active deliberations
+		// removes one per deliberation) expire, so that listing a prefix
+		// costs what is there, not everything ever removed; it also turns
+		// on per-key TTLs.
+		LimitMarkerTTL: MarkerTTL,
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 		return fmt.Errorf("natsjs: setup bucket %s: %w", t.Bucket, classify(err))
