@@ -65,6 +65,8 @@ type Function struct {
 	checks []check
 	// legacy publishes the old fleet's agent responses; nil when off.
 	legacy legacyPublisher
+	// timer fires each deliberation's deadline; nil leaves it to the sweep.
+	timer council.Timer
 }
 
 // Option configures a Function. New reports an option's error.
@@ -128,6 +130,17 @@ func WithLegacy(p legacyPublisher) Option {
 	}
 }
 
+// WithTimer makes the function set a durable timer for the deadline of
+// each deliberation it accepts (council.Timer: a sweep.tick with the
+// deliberation's id as subject, at its deadline), so that a deliberation
+// fails on time whatever the sweep's period. A nil t changes nothing.
+func WithTimer(t council.Timer) Option {
+	return func(f *Function) error {
+		f.timer = t
+		return nil
+	}
+}
+
 // New returns a Function over store and emitter.
 func New(store council.Store, emitter council.Emitter, opts ...Option) (*Function, error) {
 	if store == nil || emitter == nil {
@@ -187,6 +200,13 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 			return d.RecordFailure(w.Key, w.Attempt, w.Error, w.Retryable, f.now())
 		})
 	case events.TypeSweepTick, events.TypePing:
+		if _, err := events.DecodeTick(e); err != nil {
+			return nil, err
+		}
+		if e.Type() == events.TypeSweepTick && e.Subject() != "" {
+			// A deliberation's timer: check that one only.
+			return nil, f.sweepOne(ctx, e.Subject())
+		}
 		return nil, f.Sweep(ctx)
 	default:
 		return nil, council.Invalidf("execute does not handle events of type %q", e.Type())
@@ -218,6 +238,14 @@ func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, er
 	if err := f.outbox.Flush(ctx, d, rev); err != nil {
 		return nil, err
 	}
+	if f.timer != nil && !d.Status.Terminal() {
+		// Set again on a retried request: the same id, a duplicate.
+		tick := events.NewTick(f.source, id+".deadline", f.now())
+		tick.Subject = id
+		if err := f.timer.At(ctx, d.Deadline, tick); err != nil {
+			return nil, fmt.Errorf("execute: deadline timer of %s: %w", id, err)
+		}
+	}
 	if task.Backend == council.BackendRay {
 		// Submit the job (once: the submission id is deterministic, so a
 		// retried request finds the job it started).
@@ -235,6 +263,34 @@ func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, er
 func (f *Function) apply(ctx context.Context, id string, change func(*council.Deliberation) (bool, error)) error {
 	_, err := f.outbox.Apply(ctx, id, change)
 	return err
+}
+
+// sweepOne checks deliberation id as Sweep does: its deadline, requests
+// unanswered too long, its outbox. A deliberation gone (ended and expired)
+// is nothing to do.
+func (f *Function) sweepOne(ctx context.Context, id string) error {
+	if err := council.CheckDeliberationID(id); err != nil {
+		return fmt.Errorf("execute: sweep.tick subject: %w", err)
+	}
+	d, _, err := f.store.Get(ctx, id)
+	if errors.Is(err, council.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("execute: sweep %s: %w", id, err)
+	}
+	if d.Task.Backend == council.BackendRay && f.jobs != nil {
+		if d.Status.Terminal() {
+			return f.settleJob(ctx, d)
+		}
+		return f.sweepJob(ctx, d)
+	}
+	return f.apply(ctx, id, func(d *council.Deliberation) (bool, error) {
+		now := f.now()
+		ticked := d.Tick(now)
+		resent := d.Resend(now, f.resendAfter)
+		return ticked || resent, nil
+	})
 }
 
 // Sweep checks every deliberation that owes something (the store's

@@ -92,11 +92,19 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 	}
 	var emitter council.Emitter
 	if cfg.Sink != "" {
+		// Knative: the broker is Knative's; deadlines are the sweep's
+		// (PingSource), as no consumer reads council's own stream.
 		if emitter, err = host.NewSinkEmitter(cfg.Sink); err != nil {
 			return nil, err
 		}
-	} else if emitter, err = natsjs.NewPublisher(d.JS, natsjs.WithTopology(cfg.NATS)); err != nil {
-		return nil, err
+	} else {
+		p, err := natsjs.NewPublisher(d.JS, natsjs.WithTopology(cfg.NATS))
+		if err != nil {
+			return nil, err
+		}
+		// Each deadline a durable timer of the broker stream.
+		emitter = p
+		opts = append(opts, WithTimer(p))
 	}
 	return New(store, emitter, opts...)
 }

@@ -115,6 +115,15 @@ type Emitter interface {
 	Emit(ctx context.Context, e Envelope) error
 }
 
+// Timer sends an event later, durably: At has the broker emit e at time
+// at, even when no process of the sender runs then (execute's deadline of
+// each deliberation). Setting the same envelope ID again is not an error.
+// At returns an error wrapping ErrUnavailable when the broker cannot take
+// the timer.
+type Timer interface {
+	At(ctx context.Context, at time.Time, e Envelope) error
+}
+
 // Store keeps deliberation state with compare-and-set.
 //
 // Get returns ErrNotFound for an unknown id. Create returns ErrConflict when

@@ -63,6 +63,39 @@ func (p *Publisher) Emit(ctx context.Context, e council.Envelope) error {
 	return p.PublishEvent(ctx, ev)
 }
 
+var _ council.Timer = (*Publisher)(nil)
+
+// At has the broker publish e, as Emit would, at time at (rounded up to the
+// second): a JetStream message schedule ("@at") on the schedule subject of
+// e's subject (ScheduleSubject), whose target is the subject of e's type.
+// The schedule is durable: it fires whether or not the sender runs then. A
+// later At for the same subject replaces it; the same envelope ID again is
+// dropped as a duplicate. Errors wrap council.ErrInvalid (an envelope
+// without a subject, or not a valid event) or council.ErrUnavailable.
+func (p *Publisher) At(ctx context.Context, at time.Time, e council.Envelope) error {
+	if e.Subject == "" || !validSubject(p.topo.ScheduleSubject(e.Subject)) {
+		return fmt.Errorf("natsjs: timer %s: %w", e.ID, council.Invalidf("a timer needs a subject-safe CloudEvents subject, got %q", e.Subject))
+	}
+	ev, err := events.CheckedEvent(e)
+	if err != nil {
+		return fmt.Errorf("natsjs: timer %s: %w", e.ID, err)
+	}
+	body, err := events.EncodeStructured(ev)
+	if err != nil {
+		return fmt.Errorf("natsjs: timer %s: %w", e.ID, err)
+	}
+	msg := &nats.Msg{Subject: p.topo.ScheduleSubject(e.Subject), Data: body, Header: nats.Header{}}
+	msg.Header.Set("Content-Type", ContentTypeCloudEventsJSON)
+	// RFC 3339 has whole seconds here: round up, never fire early.
+	msg.Header.Set("Nats-Schedule", "@at "+at.UTC().Add(time.Second-1).Truncate(time.Second).Format(time.RFC3339))
+	msg.Header.Set("Nats-Schedule-Target", p.topo.EventSubject(e.Type))
+	msg.Header.Set("Nats-Rollup", "sub") // one timer per subject: the newest replaces the older
+	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID)); err != nil {
+		return fmt.Errorf("natsjs: timer %s: %w: %w", e.ID, council.ErrUnavailable, err)
+	}
+	return nil
+}
+
 // PublishEvent publishes ev as a structured CloudEvent on the subject of its
 // type, with its id as Nats-Msg-Id. It returns an error wrapping
 // council.ErrInvalid when ev is not a valid CloudEvent or its type is not a

@@ -152,6 +152,12 @@ func (t Topology) EventSubject(eventType string) string {
 	return t.withDefaults().EventsSubjectPrefix + "." + eventType
 }
 
+// ScheduleSubject returns the subject that holds the timer named name
+// (Publisher.At): in the broker stream, outside every event type's subject.
+func (t Topology) ScheduleSubject(name string) string {
+	return t.withDefaults().EventsSubjectPrefix + ".schedule." + name
+}
+
 // TokenSubject returns the subject of the tokens of one agent of one
 // deliberation.
 func (t Topology) TokenSubject(deliberationID, agentID string) string {
@@ -180,6 +186,10 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		MaxAge:      t.EventsMaxAge,
 		Duplicates:  t.DuplicateWindow,
 		Replicas:    t.Replicas,
+		// Timers (Publisher.At): a message on the schedule subject of a
+		// deliberation is emitted by the server at its time.
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, events); err != nil {
 		return fmt.Errorf("natsjs: setup stream %s: %w", t.EventsStream, classify(err))

@@ -1,0 +1,81 @@
+package natsjs_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"council.dev/events"
+	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/council"
+)
+
+// TestTimerFiresOnceAtItsTime: Publisher.At has the server publish the
+// event on its type's subject at the time set (rounded up to the second),
+// once; a newer timer of the same subject replaces the older one, and a
+// timer without a subject is refused.
+func TestTimerFiresOnceAtItsTime(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxTimeout(t)
+	p, err := natsjs.NewPublisher(e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := natsjs.DefaultTopology()
+	// The server stores the fired event in the stream (as a publish would
+	// after its acknowledgement): consumers see it, core subscribers don't.
+	cons, err := e.js.OrderedConsumer(ctx, topo.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{topo.EventSubject(events.TypeSweepTick)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired := make(chan jetstream.Msg, 8)
+	cc, err := cons.Consume(func(m jetstream.Msg) { fired <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Stop()
+
+	tick := func(id string) council.Envelope {
+		env := events.NewTick("council.dev/execute", id, time.Now())
+		env.Subject = "dlb-timer"
+		return env
+	}
+	start := time.Now()
+	// Set at 1 s, then moved to 2 s: only the second fires.
+	if err := p.At(ctx, start.Add(time.Second), tick("dlb-timer.deadline.1")); err != nil {
+		t.Fatalf("At: %v", err)
+	}
+	if err := p.At(ctx, start.Add(2*time.Second), tick("dlb-timer.deadline.2")); err != nil {
+		t.Fatalf("At: %v", err)
+	}
+	select {
+	case m := <-fired:
+		took := time.Since(start)
+		ev, err := events.DecodeStructured(m.Data())
+		if err != nil {
+			t.Fatalf("fired message: %v", err)
+		}
+		if ev.ID() != "dlb-timer.deadline.2" || ev.Subject() != "dlb-timer" {
+			t.Errorf("fired %s (subject %s), want the newer timer dlb-timer.deadline.2", ev.ID(), ev.Subject())
+		}
+		if took < 2*time.Second || took > 5*time.Second {
+			t.Errorf("fired after %s, want between 2 s and 5 s", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the timer did not fire within 10 s")
+	}
+	select {
+	case m := <-fired:
+		t.Errorf("a second message fired: %s", m.Data())
+	case <-time.After(1500 * time.Millisecond):
+	}
+
+	bad := tick("no-subject")
+	bad.Subject = ""
+	if err := p.At(ctx, time.Now(), bad); err == nil {
+		t.Error("a timer without a subject was accepted")
+	}
+}
