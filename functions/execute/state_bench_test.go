@@ -231,6 +231,8 @@ func newPlan(b *testing.B, id string, task council.Task) plan {
 //   - transition/put: mean time of one Apply ÷ mean time of one raw kv.Put
 //     of a value of the mean result size into another key of the same
 //     bucket; as many puts as transitions, in the same op, timer stopped.
+//   - B-emitted/op: bytes of the data of the events execute emits per
+//     deliberation (the work requests and the end): its broker traffic.
 //   - cas-retries/transition (concurrent only): compare-and-sets lost
 //     (Update answered "wrong last sequence"), per transition.
 //
@@ -258,6 +260,7 @@ func benchDeliberationState(b *testing.B, agents, workers int) {
 
 	var (
 		ops, written, conflicts int64
+		brokerBytes             int64
 		redelivered             atomic.Int64
 		applyTime, putTime      time.Duration
 		mu                      sync.Mutex
@@ -345,11 +348,15 @@ func benchDeliberationState(b *testing.B, agents, workers int) {
 		if types := em.Types(); len(types) == 0 || types[len(types)-1] != events.TypeDeliberationCompleted {
 			b.Fatalf("%s: last event emitted is not %s", id, events.TypeDeliberationCompleted)
 		}
+		for _, e := range em.Sent() {
+			brokerBytes += int64(len(e.Data))
+		}
 		b.StartTimer()
 	}
 	transitions := ops * int64(p.steps)
 	b.ReportMetric(float64(p.steps), "transitions/op")
 	b.ReportMetric(float64(written)/float64(ops), "B-written/op")
+	b.ReportMetric(float64(brokerBytes)/float64(ops), "B-emitted/op") // data of the events execute sends
 	b.ReportMetric(float64(written)/float64(ops*int64(p.resultBytes)), "written/result")
 	b.ReportMetric(float64(applyTime)/float64(putTime), "transition/put") // as many puts as transitions
 	if workers > 1 {

@@ -311,7 +311,7 @@ func TestFullFlowRing(t *testing.T) {
 	got := crit(qa, 0.5)
 	got.AuthorID = archi
 	wantReq := council.ProposalRequest{
-		DeliberationID: "dlb-test", Key: "p.1." + archi, Task: d.Task, Agent: d.Task.Agents[0], Stage: 1, Attempt: 1,
+		DeliberationID: "dlb-test", Key: "p.1." + archi, Task: d.Task.For(d.Task.Agents[0]), Agent: d.Task.Agents[0], Stage: 1, Attempt: 1,
 		Previous: &prev, Critiques: []council.Critique{got},
 	}
 	if diff := cmp.Diff(wantReq, req); diff != "" {

@@ -39,12 +39,15 @@ func TestGenerateRequest(t *testing.T) {
 		key  string
 		want council.CompletionRequest
 	}{
-		{"first agent uses the task model", task, "p.0." + archi,
-			council.CompletionRequest{Model: "council-tiny", Temperature: 0.7, MaxTokens: 333}},
-		{"second agent samples hotter", task, "p.0." + qa,
-			council.CompletionRequest{Model: "council-tiny", Temperature: 0.8, MaxTokens: 333}},
+		// Temperatures spread over 0.7, 0.8, 0.9, 1.0 by the agent's id
+		// (FNV-1a mod 4), not its place in the task: a call's request
+		// carries its own agent only.
+		{"an agent uses the task model", task, "p.0." + archi,
+			council.CompletionRequest{Model: "council-tiny", Temperature: 0.7 + 0.1*2, MaxTokens: 333}},
+		{"another agent samples at another temperature", task, "p.0." + qa,
+			council.CompletionRequest{Model: "council-tiny", Temperature: 0.7 + 0.1*1, MaxTokens: 333}},
 		{"agent model override", task, "p.0." + devops,
-			council.CompletionRequest{Model: "council-big", Temperature: 0.9, MaxTokens: 333}},
+			council.CompletionRequest{Model: "council-big", Temperature: 0.7 + 0.1*2, MaxTokens: 333}},
 		{"single pass is greedy with a schema", taskOf(council.KindTaskDerivation), "p.0.extractor",
 			func() council.CompletionRequest {
 				s, _ := council.StructuredSchema(council.KindTaskDerivation)

@@ -44,7 +44,7 @@ func (d *Deliberation) ProposalRequest(key string) (ProposalRequest, error) {
 		return ProposalRequest{}, fmt.Errorf("%w: deliberation %s has no proposal work %q", ErrNotFound, d.ID, key)
 	}
 	a, _ := d.Agent(w.AgentID)
-	r := ProposalRequest{DeliberationID: d.ID, Key: key, Task: d.Task, Agent: a, Stage: w.Stage, Attempt: w.Attempt}
+	r := ProposalRequest{DeliberationID: d.ID, Key: key, Task: d.Task.For(a), Agent: a, Stage: w.Stage, Attempt: w.Attempt}
 	if w.Stage > 0 {
 		if p, ok := d.Proposals[ProposalKey(w.Stage-1, a.ID)]; ok {
 			r.Previous = &p
@@ -62,7 +62,7 @@ func (d *Deliberation) CritiqueRequest(key string) (CritiqueRequest, error) {
 	}
 	a, _ := d.Agent(w.AgentID)
 	return CritiqueRequest{
-		DeliberationID: d.ID, Key: key, Task: d.Task, Reviewer: a,
+		DeliberationID: d.ID, Key: key, Task: d.Task.For(a), Reviewer: a,
 		Proposal: d.Proposals[ProposalKey(w.Stage, w.AuthorID)], Stage: w.Stage, Attempt: w.Attempt,
 	}, nil
 }
@@ -249,13 +249,11 @@ func sampling(deliberation string, t Task, a Agent, stage, attempt int) (float64
 	if t.Kind.SinglePass() {
 		return 0, seed
 	}
-	idx := 0
-	for i, x := range t.Agents {
-		if x.ID == a.ID {
-			idx = i
-		}
-	}
-	return baseTemperature + temperatureSpread*float64(idx%4), seed
+	// The spread follows the agent's id, not its place in the task: a
+	// call's request carries only its own agent (Task.For).
+	h := fnv.New32a()
+	h.Write([]byte(a.ID))
+	return baseTemperature + temperatureSpread*float64(h.Sum32()%4), seed
 }
 
 // seedOf is the sampling seed of one call: the same for a redelivered event

@@ -285,6 +285,15 @@ func (t Task) resultSize() int {
 	return agents*stages*c.MaxTokens*bytesPerToken + agents*c.Peers*stages*critiqueBytes
 }
 
+// For returns t as one call of agent a needs it: with a as its only
+// agent. A work event carries the task to the function that makes the
+// call; the other agents are of no use there, and with a large council
+// they would be most of every event (81 agents: 81 × 81 agents per stage).
+func (t Task) For(a Agent) Task {
+	t.Agents = []Agent{a}
+	return t
+}
+
 // ModelFor returns the model agent a uses for t.
 func (t Task) ModelFor(a Agent) string {
 	if a.Model != "" {
