@@ -67,6 +67,8 @@ type Function struct {
 	legacy legacyPublisher
 	// timer fires each deliberation's deadline; nil leaves it to the sweep.
 	timer council.Timer
+	// maxEvent is the broker's largest message (0: unknown).
+	maxEvent int64
 }
 
 // Option configures a Function. New reports an option's error.
@@ -137,6 +139,20 @@ func WithLegacy(p legacyPublisher) Option {
 func WithTimer(t council.Timer) Option {
 	return func(f *Function) error {
 		f.timer = t
+		return nil
+	}
+}
+
+// WithMaxEventBytes sets the largest message the broker takes (its
+// max_payload): a request whose result could be larger is refused when it
+// arrives, naming the limit, rather than failing at its end. Zero (the
+// default) leaves the check to the task's own bound (council.MaxResultBytes).
+func WithMaxEventBytes(n int64) Option {
+	return func(f *Function) error {
+		if n < 0 {
+			return fmt.Errorf("max event bytes %d: want 0 or more", n)
+		}
+		f.maxEvent = n
 		return nil
 	}
 }
@@ -225,6 +241,13 @@ func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, er
 	d, err := council.New(id, task, f.now())
 	if err != nil {
 		return nil, err
+	}
+	// The completed event carries the result, with room for the envelope
+	// and the task's echo.
+	if limit := f.maxEvent - 64<<10 - int64(len(task.Description)); f.maxEvent > 0 && int64(d.Task.ResultSize()) > limit {
+		return nil, council.Invalidf("agents × (rounds + 1) × max_tokens could produce about %d KiB, more than the broker's "+
+			"max_payload of %d KiB allows deliberation.completed to carry: lower max_tokens, rounds or the number of agents",
+			d.Task.ResultSize()>>10, f.maxEvent>>10)
 	}
 	rev, err := f.store.Create(ctx, d)
 	if errors.Is(err, council.ErrConflict) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,10 +116,44 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 		return nil
 	}
 	done, err := o.emitAll(ctx, d)
-	if len(done) == 0 {
-		return err
+	if len(done) > 0 {
+		o.acknowledge(ctx, d, rev, done)
 	}
-	defer o.acknowledge(ctx, d, rev, done)
+	if errors.Is(err, council.ErrTooLarge) {
+		return o.tooLarge(ctx, d.ID, err)
+	}
+	return err
+}
+
+// tooLarge ends what cannot be sent because it is larger than the broker
+// takes, once, instead of retrying it until the deadline: a result too large
+// fails the deliberation, a request too large fails its call (the agent is
+// out); the reason names the limit.
+func (o *Outbox) tooLarge(ctx context.Context, id string, cause error) error {
+	reason := cause.Error()
+	_, err := o.Apply(ctx, id, func(d *council.Deliberation) (bool, error) {
+		now := o.now()
+		if d.Status == council.StatusCompleted {
+			return d.Undeliverable("the result cannot be delivered: "+reason, now), nil
+		}
+		changed := false
+		for _, key := range slices.Clone(d.Outbox) {
+			w := d.Work[key]
+			if w == nil || w.State != council.WorkPending {
+				continue
+			}
+			env, _, err := o.envelope(d, key)
+			if err != nil || !strings.Contains(reason, env.ID) {
+				continue
+			}
+			c, err := d.RecordFailure(key, w.Attempt, "the request cannot be sent: "+reason, false, now)
+			if err != nil {
+				return false, err
+			}
+			changed = d.Acknowledge(key) || c || changed // nothing left to send for it
+		}
+		return changed, nil
+	})
 	return err
 }
 

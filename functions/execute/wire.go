@@ -102,9 +102,10 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		if err != nil {
 			return nil, err
 		}
-		// Each deadline a durable timer of the broker stream.
+		// Each deadline a durable timer of the broker stream; requests
+		// checked against the broker's real max_payload.
 		emitter = p
-		opts = append(opts, WithTimer(p))
+		opts = append(opts, WithTimer(p), WithMaxEventBytes(d.JS.Conn().MaxPayload()))
 	}
 	return New(store, emitter, opts...)
 }

@@ -441,6 +441,19 @@ func (d *Deliberation) Complete(r Result, now time.Time) bool {
 	return true
 }
 
+// Undeliverable ends a completed deliberation whose result cannot be
+// delivered (larger than the broker takes) as failed with reason, instead of
+// retrying what never succeeds; it reports whether the state changed.
+func (d *Deliberation) Undeliverable(reason string, now time.Time) bool {
+	if d.Status != StatusCompleted {
+		return false
+	}
+	d.Outbox = slices.DeleteFunc(d.Outbox, func(k string) bool { return k == OutboxCompleted })
+	d.Result = nil
+	d.fail(reason, now)
+	return true
+}
+
 func (d *Deliberation) fail(reason string, now time.Time) {
 	d.Status, d.Phase, d.Reason, d.FinishedAt = StatusFailed, PhaseDone, reason, now
 	d.dropWorkFromOutbox()

@@ -20,7 +20,16 @@ var (
 	// ErrUnavailable marks a dependency that failed in a way worth retrying
 	// (connection refused, 5xx, 429, timeout).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrTooLarge marks a message larger than what it must go through takes
+	// (the broker's maximum payload): permanent, it never gets smaller.
+	ErrTooLarge = errors.New("too large")
 )
+
+// TooLargef returns an error that wraps ErrTooLarge with a formatted reason,
+// which should name the limit.
+func TooLargef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrTooLarge, fmt.Sprintf(format, args...))
+}
 
 // Invalidf returns an error that wraps ErrInvalid with a formatted reason.
 func Invalidf(format string, args ...any) error {
@@ -39,7 +48,7 @@ func Retryable(err error) bool {
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrTooLarge):
 		return false
 	default:
 		return true

@@ -260,7 +260,7 @@ func (t Task) Validate() error {
 		add("max_tokens must be between 1 and %d", MaxTokensLimit)
 	} else if size := t.resultSize(); size > MaxResultBytes {
 		add("agents × (rounds + 1) × max_tokens could produce about %d KiB of proposals and critiques, more than the %d KiB "+
-			"a deliberation's state and result may hold (a NATS message): lower max_tokens, rounds or the number of agents",
+			"a deliberation's result may hold (deliberation.completed is one NATS message): lower max_tokens, rounds or the number of agents",
 			size>>10, MaxResultBytes>>10)
 	}
 	for i, r := range c.Rubric {
@@ -274,8 +274,10 @@ func (t Task) Validate() error {
 	return nil
 }
 
-// resultSize estimates the largest output of t: every proposal of every
-// stage at max_tokens, and every critique.
+// ResultSize estimates the largest output of t in bytes: every proposal of
+// every stage at max_tokens, and every critique.
+func (t Task) ResultSize() int { return t.resultSize() }
+
 func (t Task) resultSize() int {
 	c := t.Constraints
 	agents, stages := len(t.Agents), c.Rounds+1

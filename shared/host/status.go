@@ -20,7 +20,7 @@ var ErrRateLimited = errors.New("rate limited")
 // errors become statuses:
 //
 //	nil                                     200 (the receiver answers 202 when there is no reply)
-//	*http.MaxBytesError in the chain        413
+//	*http.MaxBytesError, council.ErrTooLarge 413
 //	council.ErrInvalid                      400
 //	council.ErrNotFound, ErrConflict        422
 //	ErrRateLimited                          429
@@ -35,7 +35,7 @@ func StatusFor(err error) int {
 	switch {
 	case err == nil:
 		return http.StatusOK
-	case errors.As(err, &tooLarge):
+	case errors.As(err, &tooLarge), errors.Is(err, council.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, council.ErrInvalid):
 		return http.StatusBadRequest

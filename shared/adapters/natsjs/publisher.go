@@ -113,9 +113,16 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev event.Event) error {
 	if err != nil {
 		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), err)
 	}
+	if limit := p.js.Conn().MaxPayload(); limit > 0 && int64(len(body)) > limit-1024 {
+		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), council.TooLargef(
+			"event %s is %d bytes, more than the broker takes (max_payload %d bytes, less 1 KiB of headers)", ev.ID(), len(body), limit))
+	}
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentTypeCloudEventsJSON)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID()))
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("natsjs: publish %s: %w: %w", ev.Type(), council.ErrTooLarge, err)
+	}
 	if err != nil {
 		return fmt.Errorf("natsjs: publish %s: %w: %w", ev.Type(), council.ErrUnavailable, err)
 	}

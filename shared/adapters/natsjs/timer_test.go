@@ -1,6 +1,8 @@
 package natsjs_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +79,25 @@ func TestTimerFiresOnceAtItsTime(t *testing.T) {
 	bad.Subject = ""
 	if err := p.At(ctx, time.Now(), bad); err == nil {
 		t.Error("a timer without a subject was accepted")
+	}
+}
+
+// TestPublishTooLargeIsPermanent: an event larger than the broker's
+// max_payload is refused before it is sent, as council.ErrTooLarge (not
+// retryable), with the limit in the message.
+func TestPublishTooLargeIsPermanent(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxTimeout(t)
+	p, err := natsjs.NewPublisher(e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := council.Envelope{
+		ID: "big-1", Type: events.TypeSweepTick, Source: "council.dev/test", Time: time.Now(),
+		Data: []byte(`{"pad":"` + strings.Repeat("x", int(e.nc.MaxPayload())) + `"}`),
+	}
+	err = p.Emit(ctx, big)
+	if !errors.Is(err, council.ErrTooLarge) || council.Retryable(err) || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("Emit of %d bytes: %v; want a permanent ErrTooLarge naming max_payload", len(big.Data), err)
 	}
 }
