@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -41,14 +39,16 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
-	if *maxTokens > 0 {
-		if err := setMaxTokens(&ev, *maxTokens); err != nil {
-			return fmt.Errorf("fixture %s: %w", *fixture, err)
-		}
-	}
 	task, err := events.DecodeRequest(ev)
 	if err != nil {
 		return fmt.Errorf("fixture %s: %w", *fixture, err)
+	}
+	if *maxTokens > 0 {
+		task.Constraints.MaxTokens = *maxTokens
+		if err := task.Validate(); err != nil {
+			return fmt.Errorf("fixture %s with -max-tokens %d: %w", *fixture, *maxTokens, err)
+		}
+		ev = events.ToEvent(events.NewRequest(ev.Source(), ev.ID(), task, ev.Time()))
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -150,17 +150,3 @@ func jetstreamMsgID(id string) []jetstream.PublishOpt {
 	return []jetstream.PublishOpt{jetstream.WithMsgID(id)}
 }
 
-// setMaxTokens sets constraints.max_tokens in the data of a request event.
-func setMaxTokens(e *event.Event, n int) error {
-	var data map[string]any
-	if err := json.Unmarshal(e.Data(), &data); err != nil {
-		return fmt.Errorf("data is not a JSON object: %w", err)
-	}
-	c, _ := data["constraints"].(map[string]any)
-	if c == nil {
-		c = map[string]any{}
-	}
-	c["max_tokens"] = n
-	data["constraints"] = c
-	return e.SetData(event.ApplicationJSON, data)
-}

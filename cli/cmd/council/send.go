@@ -144,23 +144,23 @@ func post(ctx context.Context, target, mode string, e event.Event, w io.Writer) 
 		if err != nil {
 			return fmt.Errorf("%s answered 200 without a valid reply event: %w", target, err)
 		}
-		out, err := json.MarshalIndent(reply, "", "  ")
+		body, err := events.EncodeStructured(*reply)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%s\n", out)
+		var out bytes.Buffer
+		if err := json.Indent(&out, body, "", "  "); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\n", out.Bytes())
 		return nil
 	case resp.StatusCode < 300:
 		fmt.Fprintln(w, "no reply event")
 		return nil
 	}
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var body struct {
-		Error     string `json:"error"`
-		Retryable bool   `json:"retryable"`
-	}
 	msg := strings.TrimSpace(string(raw))
-	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
+	if body, err := events.DecodeErrorReply(raw); err == nil && body.Error != "" {
 		msg = body.Error
 	}
 	fmt.Fprintf(w, "%s\n", msg)

@@ -304,7 +304,9 @@ func (w *watcher) event(data []byte) {
 		p = &tally{done: map[string]map[string]bool{}}
 		w.progress[id] = p
 	}
-	if task != nil {
+	if task != nil && e.Type() == events.TypeDeliberationRequested {
+		// Only the request has every agent: a work event's task carries
+		// the calling agent alone (council.Task.For).
 		p.learn(*task)
 	}
 	at := e.Time()

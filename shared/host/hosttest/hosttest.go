@@ -16,6 +16,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"council.dev/events"
 	"council.dev/shared/host"
 )
 
@@ -60,13 +61,10 @@ func Post(t testing.TB, url string, e event.Event) Response {
 	defer func() { _ = resp.Body.Close() }() // a read body has nothing left to report on close
 	out := Response{Status: resp.StatusCode}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error     string `json:"error"`
-			Retryable bool   `json:"retryable"`
-		}
 		raw, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(raw, &e); err != nil {
-			t.Fatalf("error body %q is not JSON: %v", raw, err)
+		e, err := events.DecodeErrorReply(raw)
+		if err != nil {
+			t.Fatalf("error body %q is not the contract's error reply: %v", raw, err)
 		}
 		out.Error, out.Retryable = e.Error, e.Retryable
 		return out
