@@ -149,4 +149,3 @@ func printResult(w io.Writer, c *events.Completed, took time.Duration) {
 func jetstreamMsgID(id string) []jetstream.PublishOpt {
 	return []jetstream.PublishOpt{jetstream.WithMsgID(id)}
 }
-
