@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -240,34 +239,6 @@ func newWatcher(w io.Writer, only string, untilDone bool) *watcher {
 	return &watcher{w: w, only: only, untilDone: untilDone, progress: map[string]*tally{}, tokens: map[string]*strings.Builder{}}
 }
 
-// workData holds the fields the work events share.
-type workData struct {
-	DeliberationID string `json:"deliberation_id"`
-	Key            string `json:"key"`
-	Attempt        int    `json:"attempt"`
-	Stage          int    `json:"stage"`
-	Error          string `json:"error"`
-	Retryable      bool   `json:"retryable"`
-	AgentID        string `json:"agent_id"`
-	ReviewerID     string `json:"reviewer_id"`
-	Status         string `json:"status"`
-	Backend        string `json:"backend"`
-	Reason         string `json:"reason"`
-	Proposal       *struct {
-		AgentID    string       `json:"agent_id"`
-		Usage      events.Usage `json:"usage"`
-		DurationMS int64        `json:"duration_ms"`
-	} `json:"proposal"`
-	Critique *struct {
-		ReviewerID string  `json:"reviewer_id"`
-		AuthorID   string  `json:"author_id"`
-		Overall    float64 `json:"overall"`
-		DurationMS int64   `json:"duration_ms"`
-	} `json:"critique"`
-	Agent    *events.Agent `json:"agent"`
-	Reviewer *events.Agent `json:"reviewer"`
-}
-
 func (w *watcher) event(data []byte) {
 	e, err := events.DecodeStructured(data)
 	if err != nil {
@@ -277,8 +248,7 @@ func (w *watcher) event(data []byte) {
 	if e.Type() == events.TypeSweepTick || e.Type() == events.TypePing {
 		return
 	}
-	var d workData
-	_ = json.Unmarshal(e.Data(), &d)
+	d := events.Summarize(e)
 	id := d.DeliberationID
 	var task *council.Task
 	switch e.Type() {
@@ -341,7 +311,7 @@ func (w *watcher) event(data []byte) {
 }
 
 // describe is the key/agent and outcome part of an event line.
-func (w *watcher) describe(e event.Event, d workData, task *council.Task) string {
+func (w *watcher) describe(e event.Event, d events.Summary, task *council.Task) string {
 	switch e.Type() {
 	case events.TypeDeliberationRequested:
 		if task == nil {
