@@ -197,6 +197,7 @@ func TestNATSConfig(t *testing.T) {
 			nats := configMap(t, m, "council-nats").Data
 			for k, want := range map[string]string{
 				"COUNCIL_NATS_BUCKET":          "council-deliberations",
+				"COUNCIL_NATS_INDEX_BUCKET":    "council-index",
 				"COUNCIL_NATS_TOKENS_STREAM":   "COUNCIL_TOKENS",
 				"COUNCIL_NATS_TOKENS_SUBJECTS": "council.stream.>",
 			} {

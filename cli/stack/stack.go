@@ -145,11 +145,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err = natsjs.Setup(ctx, s.JS, s.Topology); err != nil {
 		return nil, err
 	}
-	kv, err := s.JS.KeyValue(ctx, s.Topology.Bucket)
-	if err != nil {
-		return nil, err
-	}
-	if s.Store, err = natsjs.NewStore(kv); err != nil {
+	if s.Store, err = natsjs.OpenStore(ctx, s.JS, natsjs.WithTopology(s.Topology)); err != nil {
 		return nil, err
 	}
 	if s.Publisher, err = natsjs.NewPublisher(s.JS); err != nil {

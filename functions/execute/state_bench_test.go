@@ -39,8 +39,8 @@ const stateBenchSource = "council.dev/execute"
 // the compare-and-sets it loses. Reads pass through untouched.
 type countingKV struct {
 	jetstream.KeyValue
-	written  atomic.Int64
-	conflict atomic.Int64
+	written  *atomic.Int64
+	conflict *atomic.Int64
 }
 
 func (k *countingKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
@@ -112,8 +112,13 @@ func newStateEnv(b *testing.B) stateEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kv := &countingKV{KeyValue: raw}
-	store, err := natsjs.NewStore(kv)
+	kv := &countingKV{KeyValue: raw, written: new(atomic.Int64), conflict: new(atomic.Int64)}
+	idx, err := js.KeyValue(ctx, natsjs.DefaultIndexBucket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The index bucket counted too: its writes are the store's.
+	store, err := natsjs.NewStore(kv, natsjs.WithIndex(&countingKV{KeyValue: idx, written: kv.written, conflict: kv.conflict}))
 	if err != nil {
 		b.Fatal(err)
 	}

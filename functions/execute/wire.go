@@ -82,13 +82,9 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		log.Info("legacy subjects enabled", "stream", legacy.DefaultStream)
 		opts = append(opts, WithLegacy(lp))
 	}
-	kv, err := d.JS.KeyValue(ctx, cfg.NATS.Bucket)
+	store, err := natsjs.OpenStore(ctx, d.JS, natsjs.WithTopology(cfg.NATS), natsjs.WithLogger(log))
 	if err != nil {
-		return nil, fmt.Errorf("execute: kv bucket %s: %w", cfg.NATS.Bucket, err)
-	}
-	store, err := natsjs.NewStore(kv, natsjs.WithTopology(cfg.NATS))
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("execute: %w", err)
 	}
 	var emitter council.Emitter
 	if cfg.Sink != "" {

@@ -63,7 +63,7 @@ type Config struct {
 	// when unset.
 	RayAgentDir string
 	// NATS names the streams and bucket and sets their replicas
-	// (COUNCIL_NATS_BUCKET, COUNCIL_NATS_TOKENS_STREAM,
+	// (COUNCIL_NATS_BUCKET, COUNCIL_NATS_INDEX_BUCKET, COUNCIL_NATS_TOKENS_STREAM,
 	// COUNCIL_NATS_TOKENS_SUBJECTS, COUNCIL_NATS_TOKENS_MAX_AGE,
 	// COUNCIL_NATS_REPLICAS); unset variables keep natsjs.DefaultTopology.
 	NATS natsjs.Topology
@@ -181,6 +181,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if v := get("COUNCIL_NATS_BUCKET"); v != "" {
 		c.NATS.Bucket = v
+	}
+	if v := get("COUNCIL_NATS_INDEX_BUCKET"); v != "" {
+		c.NATS.IndexBucket = v
 	}
 	if v := get("COUNCIL_NATS_TOKENS_STREAM"); v != "" {
 		c.NATS.TokensStream = v

@@ -194,7 +194,7 @@ func TestNewLogger(t *testing.T) {
 
 func TestLoadConfigNATSTopology(t *testing.T) {
 	env := map[string]string{
-		"COUNCIL_NATS_REPLICAS": "3", "COUNCIL_NATS_BUCKET": "b", "COUNCIL_NATS_TOKENS_STREAM": "T",
+		"COUNCIL_NATS_REPLICAS": "3", "COUNCIL_NATS_BUCKET": "b", "COUNCIL_NATS_INDEX_BUCKET": "i", "COUNCIL_NATS_TOKENS_STREAM": "T",
 		"COUNCIL_NATS_TOKENS_SUBJECTS": "tok.>", "COUNCIL_NATS_TOKENS_MAX_AGE": "2h", "COUNCIL_NATS_STATE_TTL": "48h",
 	}
 	c, err := host.LoadConfig(func(k string) string { return env[k] })
@@ -202,6 +202,7 @@ func TestLoadConfigNATSTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := natsjs.DefaultTopology()
+	want.IndexBucket = "i"
 	want.Replicas, want.Bucket, want.TokensStream, want.TokensSubjectPrefix, want.TokensMaxAge = 3, "b", "T", "tok", 2*time.Hour
 	want.BucketTTL = 48 * time.Hour
 	if diff := cmp.Diff(want, c.NATS); diff != "" {

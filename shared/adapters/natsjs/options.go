@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Consumer defaults.
@@ -45,6 +47,7 @@ type options struct {
 	backoffMax   time.Duration
 	drainTimeout time.Duration
 	duplicate    bool
+	index        jetstream.KeyValue
 }
 
 func newOptions(opts []Option) (options, error) {
@@ -68,6 +71,20 @@ func newOptions(opts []Option) (options, error) {
 		}
 	}
 	return o, nil
+}
+
+// WithIndex sets the KV bucket of the index of active deliberations and of
+// the quarantine (Store). The default is the state bucket itself, where
+// listing the index costs what the whole bucket holds; OpenStore opens the
+// topology's IndexBucket.
+func WithIndex(kv jetstream.KeyValue) Option {
+	return func(o *options) error {
+		if kv == nil {
+			return errors.New("nil index bucket")
+		}
+		o.index = kv
+		return nil
+	}
 }
 
 // WithLogger sets the logger (all constructors). The default discards.

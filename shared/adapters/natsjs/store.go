@@ -24,6 +24,7 @@ import (
 // reason, and listing goes on without it. It is safe for concurrent use.
 type Store struct {
 	kv    jetstream.KeyValue
+	idx   jetstream.KeyValue // the index and the quarantine (kv by default)
 	codec *events.StateCodec
 	log   *slog.Logger
 	now   func() time.Time
@@ -54,7 +55,31 @@ func NewStore(kv jetstream.KeyValue, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{kv: kv, codec: events.NewStateCodec(0), log: o.logger, now: o.now}, nil
+	idx := o.index
+	if idx == nil {
+		idx = kv
+	}
+	return &Store{kv: kv, idx: idx, codec: events.NewStateCodec(0), log: o.logger, now: o.now}, nil
+}
+
+// OpenStore returns the Store over the buckets of the topology (WithTopology;
+// Setup creates them): the state in Bucket, the index and the quarantine in
+// IndexBucket.
+func OpenStore(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	t := o.topology.withDefaults()
+	kv, err := js.KeyValue(ctx, t.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: open bucket %s: %w", t.Bucket, classify(err))
+	}
+	idx, err := js.KeyValue(ctx, t.IndexBucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: open bucket %s: %w", t.IndexBucket, classify(err))
+	}
+	return NewStore(kv, append(opts, WithIndex(idx))...)
 }
 
 // Get returns the deliberation stored under id and its revision. It returns
@@ -116,7 +141,7 @@ func (s *Store) Create(ctx context.Context, d *council.Deliberation) (uint64, er
 	if d.Owes() {
 		// The index first: a crash after it leaves an index key the sweep
 		// removes, never a running deliberation the sweep does not see.
-		if _, err := s.kv.Put(ctx, activePrefix+d.ID, nil); err != nil {
+		if _, err := s.idx.Put(ctx, activePrefix+d.ID, nil); err != nil {
 			return 0, fmt.Errorf("natsjs: create deliberation %s: index: %w: %w", d.ID, council.ErrUnavailable, err)
 		}
 	}
@@ -187,7 +212,7 @@ func (s *Store) prepare(ctx context.Context, d *council.Deliberation) ([]byte, e
 // (Quarantined) and left out. It returns an error wrapping
 // council.ErrUnavailable when the bucket cannot be read completely.
 func (s *Store) List(ctx context.Context) ([]*council.Deliberation, error) {
-	keys, err := s.keys(ctx, "*")
+	keys, err := s.keys(ctx, s.kv, "*")
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: list deliberations: %w", err)
 	}
@@ -211,7 +236,7 @@ func (s *Store) List(ctx context.Context) ([]*council.Deliberation, error) {
 // that owes nothing, or of none, is removed. It returns an error wrapping
 // council.ErrUnavailable when the bucket cannot be read completely.
 func (s *Store) Active(ctx context.Context) ([]*council.Deliberation, error) {
-	keys, err := s.keys(ctx, activePrefix+"*")
+	keys, err := s.keys(ctx, s.idx, activePrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: list active deliberations: %w", err)
 	}
@@ -241,18 +266,18 @@ func (s *Store) dropOrphan(ctx context.Context, k string) {
 	if _, err := s.kv.Get(ctx, id); !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted) {
 		return // quarantined (the header is there) or unreadable now
 	}
-	e, err := s.kv.Get(ctx, k)
+	e, err := s.idx.Get(ctx, k)
 	if err != nil || s.now().Sub(e.Created()) < orphanAge {
 		return
 	}
-	_ = s.kv.Purge(ctx, k, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(MarkerTTL))
+	_ = s.idx.Purge(ctx, k, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(MarkerTTL))
 }
 
 // unindex removes id from the index of active deliberations. It purges
 // rather than deletes, with a marker that expires (MarkerTTL), so that the
 // index does not fill with the markers of every deliberation that ended.
 func (s *Store) unindex(ctx context.Context, id string) error {
-	err := s.kv.Purge(ctx, activePrefix+id, jetstream.PurgeTTL(MarkerTTL))
+	err := s.idx.Purge(ctx, activePrefix+id, jetstream.PurgeTTL(MarkerTTL))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -262,7 +287,7 @@ func (s *Store) unindex(ctx context.Context, id string) error {
 // load returns deliberation id, or nil when it is gone or does not decode
 // (then set aside with the reason).
 func (s *Store) load(ctx context.Context, id string) (*council.Deliberation, error) {
-	if _, err := s.kv.Get(ctx, quarantinePrefix+id); err == nil {
+	if _, err := s.idx.Get(ctx, quarantinePrefix+id); err == nil {
 		return nil, nil // set aside already
 	}
 	d, _, err := s.Get(ctx, id)
@@ -297,7 +322,7 @@ func (s *Store) quarantine(ctx context.Context, id string, reason error) {
 	s.log.ErrorContext(ctx, "stored deliberation set aside: it does not decode", "deliberation", id, "error", reason)
 	body, err := events.EncodeQuarantine(events.Quarantine{ID: id, Reason: reason.Error(), At: s.now()})
 	if err == nil {
-		_, err = s.kv.Create(ctx, quarantinePrefix+id, body)
+		_, err = s.idx.Create(ctx, quarantinePrefix+id, body)
 	}
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		s.log.WarnContext(ctx, "quarantine not recorded", "deliberation", id, "error", err)
@@ -310,13 +335,13 @@ func (s *Store) quarantine(ctx context.Context, id string, reason error) {
 // value does not decode, with the reason. Errors wrap
 // council.ErrUnavailable.
 func (s *Store) Quarantined(ctx context.Context) ([]council.Quarantined, error) {
-	keys, err := s.keys(ctx, quarantinePrefix+"*")
+	keys, err := s.keys(ctx, s.idx, quarantinePrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: list quarantined deliberations: %w", err)
 	}
 	out := make([]council.Quarantined, 0, len(keys))
 	for _, k := range keys {
-		e, err := s.kv.Get(ctx, k)
+		e, err := s.idx.Get(ctx, k)
 		if err != nil {
 			continue // released since it was listed
 		}
@@ -330,8 +355,8 @@ func (s *Store) Quarantined(ctx context.Context) ([]council.Quarantined, error) 
 }
 
 // keys lists the keys that match filter, each once.
-func (s *Store) keys(ctx context.Context, filter string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, filter)
+func (s *Store) keys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	lister, err := kv.ListKeysFiltered(ctx, filter)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, nil
 	}

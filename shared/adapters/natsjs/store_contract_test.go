@@ -22,7 +22,7 @@ func TestStoreContract(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := natsjs.NewStore(kv)
+		s, err := natsjs.OpenStore(ctx, js) // the state and the index buckets, as execute opens them
 		if err != nil {
 			t.Fatal(err)
 		}

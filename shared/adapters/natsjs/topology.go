@@ -24,6 +24,9 @@ const (
 	DefaultTokensMaxAge        = time.Hour
 	DefaultTokensMaxBytes      = 64 << 20
 	DefaultBucket              = "council-deliberations"
+	// DefaultIndexBucket holds the index of active deliberations and the
+	// quarantine: small, so that listing them costs what they hold.
+	DefaultIndexBucket = "council-index"
 	// DefaultBucketTTL is how long a deliberation's state is kept after its
 	// last change: a bound on the bucket (the old service never evicted).
 	DefaultBucketTTL = 7 * 24 * time.Hour
@@ -60,6 +63,9 @@ type Topology struct {
 	// BucketTTL is how long a deliberation's state is kept after its last
 	// change; negative keeps it forever.
 	BucketTTL time.Duration
+	// IndexBucket is the KV bucket of the index of active deliberations and
+	// of the quarantine (history 1, file, the same TTL).
+	IndexBucket string
 
 	// Replicas is the replica count of the streams and the bucket.
 	Replicas int
@@ -78,6 +84,7 @@ func DefaultTopology() Topology {
 		TokensMaxBytes:      DefaultTokensMaxBytes,
 		Bucket:              DefaultBucket,
 		BucketTTL:           DefaultBucketTTL,
+		IndexBucket:         DefaultIndexBucket,
 		Replicas:            1,
 	}
 }
@@ -114,6 +121,9 @@ func (t Topology) withDefaults() Topology {
 	if t.BucketTTL == 0 {
 		t.BucketTTL = d.BucketTTL
 	}
+	if t.IndexBucket == "" {
+		t.IndexBucket = d.IndexBucket
+	}
 	if t.Replicas == 0 {
 		t.Replicas = d.Replicas
 	}
@@ -130,7 +140,10 @@ func (t Topology) validate() error {
 	if t.EventsSubjectPrefix == t.TokensSubjectPrefix {
 		errs = append(errs, fmt.Errorf("events and tokens share subject prefix %q", t.EventsSubjectPrefix))
 	}
-	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket} {
+	if t.IndexBucket == t.Bucket {
+		errs = append(errs, fmt.Errorf("the index bucket %q must not be the state bucket", t.IndexBucket))
+	}
+	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket, t.IndexBucket} {
 		if !validID(n) {
 			errs = append(errs, fmt.Errorf("name %q: want letters, digits, '-' and '_'", n))
 		}
@@ -223,6 +236,11 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 		return fmt.Errorf("natsjs: setup bucket %s: %w", t.Bucket, classify(err))
+	}
+	index := kv
+	index.Bucket, index.Description = t.IndexBucket, "council: index of active deliberations, quarantine"
+	if _, err := js.CreateOrUpdateKeyValue(ctx, index); err != nil {
+		return fmt.Errorf("natsjs: setup bucket %s: %w", t.IndexBucket, classify(err))
 	}
 	return nil
 }

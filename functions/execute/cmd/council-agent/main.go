@@ -77,11 +77,7 @@ func run() int {
 		return fail(exitFailed, "nats", err)
 	}
 	defer nc.Close()
-	kv, err := js.KeyValue(ctx, cfg.NATS.Bucket)
-	if err != nil {
-		return fail(exitFailed, "kv bucket", err)
-	}
-	store, err := natsjs.NewStore(kv, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
+	store, err := natsjs.OpenStore(ctx, js, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	if err != nil {
 		return fail(exitFailed, "store", err)
 	}
