@@ -222,6 +222,12 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	return s, nil
 }
 
+// executeConcurrency is how many events execute handles at once: short
+// store and broker round trips, grouped per deliberation (Outbox.Apply),
+// so a stage's results arriving together commit in a few groups. Knative
+// runs it with containerConcurrency 50.
+const executeConcurrency = 32
+
 // startExecute starts a new execute function and its durable consumer,
 // which resumes where the previous one stopped.
 func (s *Stack) startExecute() error {
@@ -229,7 +235,7 @@ func (s *Stack) startExecute() error {
 	if err != nil {
 		return err
 	}
-	opts := []natsjs.Option{natsjs.WithLogger(s.execLog), natsjs.WithConcurrency(8),
+	opts := []natsjs.Option{natsjs.WithLogger(s.execLog), natsjs.WithConcurrency(executeConcurrency),
 		natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait)}
 	if s.duplicate {
 		opts = append(opts, natsjs.WithDuplicateDelivery())

@@ -33,6 +33,22 @@ type Outbox struct {
 	log     *slog.Logger
 	maxCAS  int
 	legacy  legacyPublisher
+
+	// mu guards queues: the changes of each deliberation waiting for the
+	// call that applies them (group commit).
+	mu     sync.Mutex
+	queues map[string][]*applyCall
+}
+
+// applyCall is one Apply waiting in its deliberation's queue.
+type applyCall struct {
+	change func(*council.Deliberation) (bool, error)
+	// done is closed when the call is answered (d, err) or, with lead set,
+	// when it is its turn to apply the queue.
+	done chan struct{}
+	lead bool
+	d    *council.Deliberation
+	err  error
 }
 
 // legacyPublisher publishes the old fleet's agent responses of an ended
@@ -58,46 +74,140 @@ func NewOutbox(store council.Store, emitter council.Emitter, source string, now 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{store: store, emitter: emitter, source: source, now: now, log: log, maxCAS: 20}, nil
+	return &Outbox{store: store, emitter: emitter, source: source, now: now, log: log, maxCAS: 20, queues: map[string][]*applyCall{}}, nil
 }
 
 // Apply runs change on the current state of deliberation id and, when
 // change reports a change, stores it with compare-and-set, running change
 // again on the new state after a lost compare-and-set. It then flushes the
 // outbox and returns the deliberation as stored. change must be idempotent
-// and must not block. Errors: change's own error, one wrapping
-// council.ErrNotFound for an unknown id, and one wrapping
-// council.ErrUnavailable when the store or the emitter failed or too many
-// writers raced.
+// and must not block, and an error of change must leave the deliberation
+// as it was (the domain's transitions check before they change). Errors:
+// change's own error, one wrapping council.ErrNotFound for an unknown id,
+// and one wrapping council.ErrUnavailable when the store or the emitter
+// failed or too many writers raced.
+//
+// Concurrent calls for the same deliberation are applied together (group
+// commit): one call reads the state, runs every waiting change in turn,
+// stores the result once and flushes once, and answers them all; the
+// calls that came meanwhile form the next group. Results of a large
+// council, arriving together, then cost a few compare-and-sets instead of
+// one each plus the ones they lose to each other.
 func (o *Outbox) Apply(ctx context.Context, id string, change func(*council.Deliberation) (bool, error)) (*council.Deliberation, error) {
+	c := &applyCall{change: change, done: make(chan struct{})}
+	o.mu.Lock()
+	q, busy := o.queues[id]
+	o.queues[id] = append(q, c)
+	o.mu.Unlock()
+	if busy {
+		// Another call applies the queue; it answers this one, or hands
+		// it the turn.
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			o.mu.Lock()
+			select {
+			case <-c.done: // answered, or handed the turn, meanwhile
+				o.mu.Unlock()
+			default:
+				// Leave the queue. The event is delivered again.
+				o.queues[id] = slices.DeleteFunc(o.queues[id], func(x *applyCall) bool { return x == c })
+				o.mu.Unlock()
+				return nil, fmt.Errorf("execute: deliberation %s: %w: %w", id, council.ErrUnavailable, ctx.Err())
+			}
+		}
+		if !c.lead {
+			return c.d, c.err
+		}
+	}
+	// This call's turn: apply what waits, until this call is answered; then
+	// hand the turn to the next waiting call, if any.
+	for {
+		o.mu.Lock()
+		calls := o.queues[id]
+		o.queues[id] = []*applyCall{}
+		o.mu.Unlock()
+		o.applyGroup(ctx, id, calls)
+		if slices.Contains(calls, c) {
+			break
+		}
+	}
+	o.mu.Lock()
+	if next := o.queues[id]; len(next) > 0 {
+		next[0].lead = true
+		close(next[0].done)
+	} else {
+		delete(o.queues, id)
+	}
+	o.mu.Unlock()
+	return c.d, c.err
+}
+
+// applyNow is Apply for one change, outside the queue: for a change made
+// while the caller holds its deliberation's turn (Flush inside a group).
+func (o *Outbox) applyNow(ctx context.Context, id string, change func(*council.Deliberation) (bool, error)) (*council.Deliberation, error) {
+	c := &applyCall{change: change, done: make(chan struct{})}
+	o.applyGroup(ctx, id, []*applyCall{c})
+	return c.d, c.err
+}
+
+// applyGroup runs the changes of calls on the current state of id,
+// stores it once and flushes once, answering every call (except a caller
+// whose turn it is: the group of the caller itself answers it too).
+func (o *Outbox) applyGroup(ctx context.Context, id string, calls []*applyCall) {
+	answer := func(cs []*applyCall, d *council.Deliberation, err error) {
+		for _, c := range cs {
+			c.d, c.err = d, err
+			if !c.lead {
+				select {
+				case <-c.done:
+				default:
+					close(c.done)
+				}
+			}
+		}
+	}
+	remaining := calls
 	for range o.maxCAS {
 		d, rev, err := o.store.Get(ctx, id)
 		if errors.Is(err, council.ErrNotFound) {
-			return nil, fmt.Errorf("execute: deliberation %s: %w", id, err)
+			answer(remaining, nil, fmt.Errorf("execute: deliberation %s: %w", id, err))
+			return
 		}
 		if err != nil {
-			return nil, fmt.Errorf("execute: load deliberation %s: %w", id, err)
+			answer(remaining, nil, fmt.Errorf("execute: load deliberation %s: %w", id, err))
+			return
 		}
-		changed, err := change(d)
-		if err != nil {
-			return nil, err
+		changed := false
+		applied := remaining[:0:0]
+		for _, c := range remaining {
+			ch, err := c.change(d)
+			if err != nil {
+				answer([]*applyCall{c}, nil, err)
+				continue
+			}
+			changed = changed || ch
+			applied = append(applied, c)
 		}
+		remaining = applied
 		if changed {
 			rev, err = o.store.Update(ctx, d, rev)
 			if errors.Is(err, council.ErrConflict) {
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("execute: store deliberation %s: %w", id, err)
+				answer(remaining, nil, fmt.Errorf("execute: store deliberation %s: %w", id, err))
+				return
 			}
 			if d.Status.Terminal() {
 				o.log.Info("deliberation "+string(d.Status), "deliberation", id, "task_id", d.Task.ID,
 					"backend", d.Task.Backend, "reason", d.Reason)
 			}
 		}
-		return d, o.Flush(ctx, d, rev)
+		answer(remaining, d, o.Flush(ctx, d, rev))
+		return
 	}
-	return nil, council.Unavailablef("execute: deliberation %s: too many concurrent updates", id)
+	answer(remaining, nil, council.Unavailablef("execute: deliberation %s: too many concurrent updates", id))
 }
 
 type sent struct {
@@ -131,7 +241,7 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 // out); the reason names the limit.
 func (o *Outbox) tooLarge(ctx context.Context, id string, cause error) error {
 	reason := cause.Error()
-	_, err := o.Apply(ctx, id, func(d *council.Deliberation) (bool, error) {
+	_, err := o.applyNow(ctx, id, func(d *council.Deliberation) (bool, error) {
 		now := o.now()
 		if d.Status == council.StatusCompleted {
 			return d.Undeliverable("the result cannot be delivered: "+reason, now), nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -32,6 +33,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	maxTokens := fl.Int("max-tokens", 128, "override the fixture's constraints.max_tokens (0 keeps it); the local model is tiny and slow on CPU")
 	llmTimeout := fl.Duration("llm-timeout", 5*time.Minute, "per-call LLM timeout (a local server answers one call at a time, so calls queue)")
 	verbose := fl.Bool("v", false, "log every event the functions handle")
+	concurrency := fl.Int("concurrency", slotsOr(getenv, 4), "calls each of generate and critique makes at once: the LLM server's slots "+
+		"(COUNCIL_LLM_SLOTS, as scripts/llm-server.sh starts it); more only queue at the server")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +65,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Config{
-		LLMURL: *llmURL, LLMModel: *model, NATSURL: *natsURL, StoreDir: dir, LLMTimeout: *llmTimeout,
+		LLMURL: *llmURL, LLMModel: *model, NATSURL: *natsURL, StoreDir: dir, LLMTimeout: *llmTimeout, Concurrency: *concurrency,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
@@ -148,4 +151,13 @@ func printResult(w io.Writer, c *events.Completed, took time.Duration) {
 
 func jetstreamMsgID(id string) []jetstream.PublishOpt {
 	return []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+}
+
+// slotsOr is COUNCIL_LLM_SLOTS, the local LLM server's parallel slots, or
+// def when it is unset or not a positive number.
+func slotsOr(getenv func(string) string, def int) int {
+	if n, err := strconv.Atoi(getenv("COUNCIL_LLM_SLOTS")); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
