@@ -251,6 +251,7 @@ func BenchmarkDeliberationState(b *testing.B) {
 		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) { benchDeliberationState(b, n, 1) })
 	}
 	b.Run("agents=16/concurrent=8", func(b *testing.B) { benchDeliberationState(b, 16, 8) })
+	b.Run("agents=81/concurrent=8", func(b *testing.B) { benchDeliberationState(b, 81, 8) })
 }
 
 func benchDeliberationState(b *testing.B, agents, workers int) {
