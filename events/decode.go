@@ -23,8 +23,9 @@ const (
 	MaxDataBytes = 256 << 10
 	// MaxResultBytes is the largest data of a deliberation.completed or
 	// deliberation.failed event: a result carries every proposal, so it may
-	// be larger than a request.
-	MaxResultBytes = 4 << 20
+	// be larger than a request, and larger than the broker takes (it then
+	// goes by reference: the claim check).
+	MaxResultBytes = 6 * council.MaxResultBytes // every character escaped (\u003c): the worst case of JSON
 )
 
 // WorkFailure is a failed proposal or critique, as reported by

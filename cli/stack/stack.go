@@ -355,6 +355,12 @@ func (s *Stack) Await(ctx context.Context, id string) (Outcome, error) {
 		if err != nil {
 			continue
 		}
+		if e.Type() == events.TypeDeliberationCompleted || e.Type() == events.TypeDeliberationFailed {
+			// A large result comes by reference (the claim check).
+			if e, err = natsjs.Resolve(ctx, s.JS, e); err != nil {
+				return Outcome{}, fmt.Errorf("stack: await %s: %w", id, err)
+			}
+		}
 		switch e.Type() {
 		case events.TypeDeliberationCompleted:
 			out, err := events.DecodeCompleted(e)

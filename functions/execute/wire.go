@@ -98,10 +98,11 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		if err != nil {
 			return nil, err
 		}
-		// Each deadline a durable timer of the broker stream; requests
-		// checked against the broker's real max_payload.
+		// Each deadline a durable timer of the broker stream. No size
+		// check against the broker's max_payload: what is larger goes by
+		// reference (the claim check).
 		emitter = p
-		opts = append(opts, WithTimer(p), WithMaxEventBytes(d.JS.Conn().MaxPayload()))
+		opts = append(opts, WithTimer(p))
 	}
 	return New(store, emitter, opts...)
 }

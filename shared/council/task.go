@@ -110,9 +110,11 @@ const (
 	MaxDescription    = 64 << 10
 	MaxTokensLimit    = 32768
 	// MaxResultBytes bounds the estimated size of everything a deliberation
-	// produces: its state and its completed event are each one NATS message
-	// (1 MiB by default), with room to spare for the task and the envelope.
-	MaxResultBytes = 768 << 10
+	// produces. Its state is a header and a record per result, and an event
+	// larger than the broker takes goes by reference (the claim check, ADR
+	// 8), so no NATS message bounds it any more; this bound keeps one
+	// deliberation's result a size its consumers can hold.
+	MaxResultBytes = 48 << 20
 	// bytesPerToken and critiqueBytes are the estimate's upper bounds for a
 	// token of text and a critique bounded by CritiqueSchema.
 	bytesPerToken = 4
@@ -260,7 +262,7 @@ func (t Task) Validate() error {
 		add("max_tokens must be between 1 and %d", MaxTokensLimit)
 	} else if size := t.resultSize(); size > MaxResultBytes {
 		add("agents × (rounds + 1) × max_tokens could produce about %d KiB of proposals and critiques, more than the %d KiB "+
-			"a deliberation's result may hold (deliberation.completed is one NATS message): lower max_tokens, rounds or the number of agents",
+			"a deliberation's result may hold: lower max_tokens, rounds or the number of agents",
 			size>>10, MaxResultBytes>>10)
 	}
 	for i, r := range c.Rubric {

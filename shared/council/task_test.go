@@ -91,9 +91,9 @@ func TestTaskValidateRejects(t *testing.T) {
 			[]string{"peers must be at most the number of other agents (2), got 3"}},
 		{"zero max tokens", council.KindDeliberation, func(t *council.Task) { t.Constraints.MaxTokens = 0 }, []string{"max_tokens must be between 1 and 32768"}},
 		{"too many max tokens", council.KindDeliberation, func(t *council.Task) { t.Constraints.MaxTokens = council.MaxTokensLimit + 1 }, []string{"max_tokens must be between"}},
-		{"result too large for one message", council.KindDeliberation, func(t *council.Task) {
-			t.Constraints.MaxTokens, t.Constraints.Rounds = 32768, 3
-		}, []string{"more than the 768 KiB", "lower max_tokens, rounds or the number of agents"}},
+		{"result too large", council.KindDeliberation, func(t *council.Task) {
+			t.Agents, t.Constraints.MaxTokens, t.Constraints.Rounds = agents(council.MaxAgents), 32768, council.MaxRounds
+		}, []string{"more than the 49152 KiB", "lower max_tokens, rounds or the number of agents"}},
 		{"rubric with capitals", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rubric = []string{"correctness", "Clarity"} }, []string{`rubric[1] "Clarity" must be a lower_snake_case name`}},
 		{"rubric with spaces", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rubric = []string{"test coverage"} }, []string{`rubric[0] "test coverage"`}},
 		{"rubric too long", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rubric = []string{strings.Repeat("a", 41)} }, []string{"rubric[0]"}},

@@ -74,9 +74,10 @@ func NewSinkEmitter(target string, opts ...SinkOption) (*SinkEmitter, error) {
 // Emit posts env as one CloudEvent with JSON data. It returns nil on a 2xx;
 // an error wrapping council.ErrUnavailable when the sink cannot be reached or
 // answers a status the Knative delivery contract retries (404, 408, 409, 429,
-// 5xx; a 429 also wraps ErrRateLimited); and an error wrapping
-// council.ErrInvalid for an envelope that is not a valid CloudEvent or any
-// other 4xx.
+// 5xx; a 429 also wraps ErrRateLimited); one wrapping council.ErrTooLarge
+// for a 413 (the event is larger than the broker takes); and an error
+// wrapping council.ErrInvalid for an envelope that is not a valid CloudEvent
+// or any other 4xx.
 func (s *SinkEmitter) Emit(ctx context.Context, env council.Envelope) error {
 	e, err := events.CheckedEvent(env)
 	if err != nil {
@@ -93,6 +94,11 @@ func (s *SinkEmitter) Emit(ctx context.Context, env council.Envelope) error {
 		return fmt.Errorf("host: emit %s to %s: %w: %w", env.ID, s.target, council.ErrUnavailable, res)
 	}
 	switch code := hr.StatusCode; {
+	case code == http.StatusRequestEntityTooLarge:
+		// The broker's limit (Knative has no claim check here): permanent,
+		// named, so the deliberation fails at once rather than at its deadline.
+		return fmt.Errorf("host: emit %s: %w", env.ID, council.TooLargef(
+			"the sink answered 413 to event %s of %d bytes of data (the broker's size limit)", env.ID, len(env.Data)))
 	case code == http.StatusTooManyRequests:
 		return fmt.Errorf("host: emit %s: sink answered %d: %w: %w", env.ID, code, council.ErrUnavailable, ErrRateLimited)
 	case retryableStatus(code):

@@ -112,7 +112,7 @@ func TestSinkEmitterMapsStatuses(t *testing.T) {
 		{http.StatusAccepted, nil, false},
 		{http.StatusBadRequest, council.ErrInvalid, false},
 		{http.StatusUnprocessableEntity, council.ErrInvalid, false},
-		{http.StatusRequestEntityTooLarge, council.ErrInvalid, false},
+		{http.StatusRequestEntityTooLarge, council.ErrTooLarge, false},
 		{http.StatusNotFound, council.ErrUnavailable, false}, // Knative retries 404 and 409
 		{http.StatusConflict, council.ErrUnavailable, false},
 		{http.StatusTooManyRequests, council.ErrUnavailable, true},

@@ -11,11 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/cli/stack"
 	"council.dev/events"
+	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 )
 
@@ -80,6 +82,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	// The same event lines and progress as `council watch`; NATS calls the
 	// handler of one subscription on one goroutine.
 	lines := newWatcher(stdout, id, false)
+	lines.resolve = func(e event.Event) (event.Event, error) { return natsjs.Resolve(ctx, s.JS, e) }
 	sub, err := s.NC.Subscribe(s.Topology.EventsSubjectPrefix+".>", func(m *nats.Msg) { lines.event(m.Data) })
 	if err != nil {
 		return err

@@ -92,6 +92,7 @@ func watch(ctx context.Context, args []string, s streams) error {
 	fmt.Fprintf(s.err, "council watch: %s on %s (from %s)\n", eventsFilter, *natsURL, describeSince(policy, start))
 
 	w := newWatcher(s.out, *id, *untilDone)
+	w.resolve = func(e event.Event) (event.Event, error) { return natsjs.Resolve(ctx, js, e) }
 	for {
 		select {
 		case <-ctx.Done():
@@ -224,9 +225,12 @@ type watcher struct {
 	w         io.Writer
 	only      string
 	untilDone bool
-	progress  map[string]*tally
-	tokens    map[string]*strings.Builder
-	order     []string
+	// resolve fetches the data of an event sent by reference (the claim
+	// check); nil shows such events without it.
+	resolve  func(event.Event) (event.Event, error)
+	progress map[string]*tally
+	tokens   map[string]*strings.Builder
+	order    []string
 
 	// done is set when the watched deliberation ended; outcome is nil when
 	// it completed.
@@ -247,6 +251,11 @@ func (w *watcher) event(data []byte) {
 	}
 	if e.Type() == events.TypeSweepTick || e.Type() == events.TypePing {
 		return
+	}
+	if _, ok := events.OffloadedRef(e); ok && w.resolve != nil {
+		if whole, err := w.resolve(e); err == nil {
+			e = whole
+		}
 	}
 	d := events.Summarize(e)
 	id := d.DeliberationID

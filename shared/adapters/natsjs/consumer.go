@@ -347,6 +347,13 @@ func (c *Consumer) call(ctx context.Context, ev event.Event) (reply *event.Event
 			reply, err = nil, &panicError{value: r, stack: debug.Stack()}
 		}
 	}()
+	// Data sent by reference (the claim check) is fetched first: the
+	// handler sees the whole event. A fetch that fails is the handler's
+	// failure, classified the same way (gone: permanent; else: retried).
+	ev, err = Resolve(ctx, c.js, ev)
+	if err != nil {
+		return nil, err
+	}
 	return c.handler(ctx, ev.Clone())
 }
 

@@ -96,6 +96,49 @@ func (p *Publisher) At(ctx context.Context, at time.Time, e council.Envelope) er
 	return nil
 }
 
+// offload puts the data of ev in the bodies object store, under the
+// event's id (a re-sent event writes the same object again), and returns
+// the encoded event without its data, with a dataref to the object.
+func (p *Publisher) offload(ctx context.Context, ev event.Event) ([]byte, error) {
+	obs, err := p.js.ObjectStore(ctx, p.topo.BodiesBucket)
+	if err != nil {
+		return nil, fmt.Errorf("claim check: object store %s: %w: %w", p.topo.BodiesBucket, council.ErrUnavailable, err)
+	}
+	if _, err := obs.PutBytes(ctx, ev.ID(), ev.Data()); err != nil {
+		return nil, fmt.Errorf("claim check: put %s: %w: %w", ev.ID(), council.ErrUnavailable, err)
+	}
+	p.logger.DebugContext(ctx, "event data sent by reference", "event_id", ev.ID(), "type", ev.Type(), "bytes", len(ev.Data()))
+	return events.EncodeStructured(events.Offload(ev, events.DataRef(p.topo.BodiesBucket, ev.ID())))
+}
+
+// Resolve returns ev with its data when it was sent by reference (the
+// dataref of events.Offload), fetched from the object store; ev as it is
+// otherwise. An object that is gone is an error wrapping
+// council.ErrInvalid (it will not come back); others wrap
+// council.ErrUnavailable.
+func Resolve(ctx context.Context, js jetstream.JetStream, ev event.Event) (event.Event, error) {
+	ref, ok := events.OffloadedRef(ev)
+	if !ok {
+		return ev, nil
+	}
+	bucket, object, err := events.ParseDataRef(ref)
+	if err != nil {
+		return event.Event{}, err
+	}
+	obs, err := js.ObjectStore(ctx, bucket)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("natsjs: resolve %s: object store %s: %w: %w", ev.ID(), bucket, council.ErrUnavailable, err)
+	}
+	data, err := obs.GetBytes(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return event.Event{}, fmt.Errorf("natsjs: resolve %s: %w", ev.ID(), council.Invalidf("the data of %s is gone from %s", ref, bucket))
+	}
+	if err != nil {
+		return event.Event{}, fmt.Errorf("natsjs: resolve %s: %w: %w", ev.ID(), council.ErrUnavailable, err)
+	}
+	return events.Restore(ev, data), nil
+}
+
 // PublishEvent publishes ev as a structured CloudEvent on the subject of its
 // type, with its id as Nats-Msg-Id. It returns an error wrapping
 // council.ErrInvalid when ev is not a valid CloudEvent or its type is not a
@@ -114,8 +157,16 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev event.Event) error {
 		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), err)
 	}
 	if limit := p.js.Conn().MaxPayload(); limit > 0 && int64(len(body)) > limit-1024 {
-		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), council.TooLargef(
-			"event %s is %d bytes, more than the broker takes (max_payload %d bytes, less 1 KiB of headers)", ev.ID(), len(body), limit))
+		// The claim check: the data goes to the object store, the event
+		// with a dataref to it.
+		if body, err = p.offload(ctx, ev); err != nil {
+			return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), err)
+		}
+		if int64(len(body)) > limit-1024 {
+			return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), council.TooLargef(
+				"event %s is %d bytes without its data, more than the broker takes (max_payload %d bytes, less 1 KiB of headers)",
+				ev.ID(), len(body), limit))
+		}
 	}
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentTypeCloudEventsJSON)

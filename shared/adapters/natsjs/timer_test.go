@@ -82,22 +82,58 @@ func TestTimerFiresOnceAtItsTime(t *testing.T) {
 	}
 }
 
-// TestPublishTooLargeIsPermanent: an event larger than the broker's
-// max_payload is refused before it is sent, as council.ErrTooLarge (not
-// retryable), with the limit in the message.
-func TestPublishTooLargeIsPermanent(t *testing.T) {
+// TestLargeEventGoesByReference: an event larger than the broker's
+// max_payload is published without its data, with a dataref to the data in
+// the bodies object store (the claim check); Resolve gives the whole event
+// back, and a reference whose object is gone is a permanent error.
+func TestLargeEventGoesByReference(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxTimeout(t)
 	p, err := natsjs.NewPublisher(e.js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := council.Envelope{
-		ID: "big-1", Type: events.TypeSweepTick, Source: "council.dev/test", Time: time.Now(),
-		Data: []byte(`{"pad":"` + strings.Repeat("x", int(e.nc.MaxPayload())) + `"}`),
+	data := []byte(`{"pad":"` + strings.Repeat("x", int(e.nc.MaxPayload())) + `"}`)
+	big := council.Envelope{ID: "big-1", Type: events.TypeSweepTick, Source: "council.dev/test", Time: time.Now(), Data: data}
+	if err := p.Emit(ctx, big); err != nil {
+		t.Fatalf("Emit of %d bytes: %v", len(data), err)
 	}
-	err = p.Emit(ctx, big)
-	if !errors.Is(err, council.ErrTooLarge) || council.Retryable(err) || !strings.Contains(err.Error(), "max_payload") {
-		t.Fatalf("Emit of %d bytes: %v; want a permanent ErrTooLarge naming max_payload", len(big.Data), err)
+	topo := natsjs.DefaultTopology()
+	stream, err := e.js.Stream(ctx, topo.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, topo.EventSubject(events.TypeSweepTick))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Data) > 4096 {
+		t.Errorf("the broker holds %d bytes, want the event without its data", len(m.Data))
+	}
+	sent, err := events.DecodeStructured(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, ok := events.OffloadedRef(sent)
+	if !ok {
+		t.Fatalf("no dataref on the event the broker holds: %v", sent.Extensions())
+	}
+	whole, err := natsjs.Resolve(ctx, e.js, sent)
+	if err != nil {
+		t.Fatalf("Resolve %s: %v", ref, err)
+	}
+	if string(whole.Data()) != string(data) {
+		t.Errorf("resolved %d bytes, want the %d sent", len(whole.Data()), len(data))
+	}
+
+	obs, err := e.js.ObjectStore(ctx, topo.BodiesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Delete(ctx, "big-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := natsjs.Resolve(ctx, e.js, sent); !errors.Is(err, council.ErrInvalid) || council.Retryable(err) {
+		t.Errorf("Resolve of a deleted object: %v, want a permanent error", err)
 	}
 }

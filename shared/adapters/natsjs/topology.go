@@ -27,6 +27,9 @@ const (
 	// DefaultIndexBucket holds the index of active deliberations and the
 	// quarantine: small, so that listing them costs what they hold.
 	DefaultIndexBucket = "council-index"
+	// DefaultBodiesBucket is the object store of event data too large for
+	// the broker (the claim check: events carry a dataref instead).
+	DefaultBodiesBucket = "council-bodies"
 	// DefaultBucketTTL is how long a deliberation's state is kept after its
 	// last change: a bound on the bucket (the old service never evicted).
 	DefaultBucketTTL = 7 * 24 * time.Hour
@@ -66,6 +69,9 @@ type Topology struct {
 	// IndexBucket is the KV bucket of the index of active deliberations and
 	// of the quarantine (history 1, file, the same TTL).
 	IndexBucket string
+	// BodiesBucket is the object store of event data larger than the
+	// broker takes (kept as long as the events: EventsMaxAge).
+	BodiesBucket string
 
 	// Replicas is the replica count of the streams and the bucket.
 	Replicas int
@@ -85,6 +91,7 @@ func DefaultTopology() Topology {
 		Bucket:              DefaultBucket,
 		BucketTTL:           DefaultBucketTTL,
 		IndexBucket:         DefaultIndexBucket,
+		BodiesBucket:        DefaultBodiesBucket,
 		Replicas:            1,
 	}
 }
@@ -124,6 +131,9 @@ func (t Topology) withDefaults() Topology {
 	if t.IndexBucket == "" {
 		t.IndexBucket = d.IndexBucket
 	}
+	if t.BodiesBucket == "" {
+		t.BodiesBucket = d.BodiesBucket
+	}
 	if t.Replicas == 0 {
 		t.Replicas = d.Replicas
 	}
@@ -143,7 +153,7 @@ func (t Topology) validate() error {
 	if t.IndexBucket == t.Bucket {
 		errs = append(errs, fmt.Errorf("the index bucket %q must not be the state bucket", t.IndexBucket))
 	}
-	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket, t.IndexBucket} {
+	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket, t.IndexBucket, t.BodiesBucket} {
 		if !validID(n) {
 			errs = append(errs, fmt.Errorf("name %q: want letters, digits, '-' and '_'", n))
 		}
@@ -241,6 +251,16 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	index.Bucket, index.Description = t.IndexBucket, "council: index of active deliberations, quarantine"
 	if _, err := js.CreateOrUpdateKeyValue(ctx, index); err != nil {
 		return fmt.Errorf("natsjs: setup bucket %s: %w", t.IndexBucket, classify(err))
+	}
+	bodies := jetstream.ObjectStoreConfig{
+		Bucket:      t.BodiesBucket,
+		Description: "council: data of events larger than the broker takes (claim check)",
+		TTL:         t.EventsMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, bodies); err != nil {
+		return fmt.Errorf("natsjs: setup object store %s: %w", t.BodiesBucket, classify(err))
 	}
 	return nil
 }
