@@ -34,9 +34,6 @@ func (c *longCompleter) Complete(ctx context.Context, req council.CompletionRequ
 // is a record of its own in the state, and deliberation.completed goes by
 // reference to the object store (the claim check), resolved on receipt.
 func TestLargestCouncilCompletes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("81 agents × 8k tokens: about a minute")
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	llm := &longCompleter{}
