@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -247,7 +248,7 @@ func TestOversizedDataIsRejected(t *testing.T) {
 		Agents: []council.Agent{{ID: "a", Role: "DEV"}}}
 	e := events.ToEvent(events.NewRequest("test", "big-1", task, time.Now()))
 	_, err := events.DecodeRequest(e)
-	if !errors.Is(err, council.ErrInvalid) || !strings.Contains(err.Error(), "more than the 262144 allowed") {
+	if !errors.Is(err, council.ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("more than the %d allowed", events.MaxDataBytes)) {
 		t.Errorf("DecodeRequest(%d bytes) error = %v, want the size limit", len(e.Data()), err)
 	}
 	for typ, decode := range decoders {

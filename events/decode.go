@@ -19,13 +19,17 @@ import (
 // Limits of inbound events.
 const (
 	// MaxDataBytes is the largest data an inbound event of the functions
-	// (requests, proposals, critiques, ticks) may carry.
-	MaxDataBytes = 256 << 10
+	// (requests, proposals, critiques, ticks) may carry: room for a revision
+	// request at the limits (a 32,768-token proposal, its critiques and the
+	// task), with JSON's escapes (" and \ take 2 bytes; <, > and & are
+	// not escaped), so that no accepted request has a call refused later
+	// for size.
+	MaxDataBytes = 4 << 20
 	// MaxResultBytes is the largest data of a deliberation.completed or
 	// deliberation.failed event: a result carries every proposal, so it may
 	// be larger than a request, and larger than the broker takes (it then
 	// goes by reference: the claim check).
-	MaxResultBytes = 6 * council.MaxResultBytes // every character escaped (\u003c): the worst case of JSON
+	MaxResultBytes = 64 << 20 // council.MaxResultBytes (48 MiB, estimated) and JSON's escapes
 )
 
 // WorkFailure is a failed proposal or critique, as reported by

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -192,13 +193,26 @@ func ToEvent(e council.Envelope) event.Event {
 }
 
 func envelope(id, eventType, source, subject string, now time.Time, data any) council.Envelope {
-	b, err := json.Marshal(data)
+	b, err := marshalPlain(data)
 	if err != nil {
 		// Unreachable: payloads hold strings, integers, finite floats,
 		// times and compacted JSON. Nil data is rejected by every decoder.
 		b = nil
 	}
 	return council.Envelope{ID: id, Type: eventType, Source: source, Subject: subject, Time: now, Data: b}
+}
+
+// marshalPlain is json.Marshal without the HTML escaping of <, > and &
+// (\u003c: 6 bytes for 1): proposals are full of code and markup, and an
+// event is not HTML. The bytes are valid JSON for every reader.
+func marshalPlain(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func workID(deliberation, key string, attempt int, suffix string) string {

@@ -24,7 +24,7 @@ func (c *longCompleter) Complete(ctx context.Context, req council.CompletionRequ
 	out := counciltest.Answer(req)
 	if req.Schema == nil {
 		n := req.MaxTokens * 4
-		out.Content = strings.Repeat("<tok> ", n/6+1)[:n] // '<' is 6 bytes in JSON: the worst common case
+		out.Content = strings.Repeat("<tok> ", n/6+1)[:n] // markup: events do not escape it (1 byte, not 6)
 	}
 	return out, nil
 }

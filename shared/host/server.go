@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"council.dev/events"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 )
@@ -34,8 +35,9 @@ const (
 const (
 	// DefaultWriteTimeout outlasts an LLM call with its retries.
 	DefaultWriteTimeout = 15 * time.Minute
-	// DefaultMaxBodyBytes bounds the body of one event.
-	DefaultMaxBodyBytes int64 = 1 << 20
+	// DefaultMaxBodyBytes bounds the body of one event: the largest data
+	// the functions accept (events.MaxDataBytes) and its envelope.
+	DefaultMaxBodyBytes int64 = events.MaxDataBytes + 64<<10
 	// DefaultShutdownGrace is how long in-flight events may take to finish
 	// once the drain starts.
 	DefaultShutdownGrace = 30 * time.Second
