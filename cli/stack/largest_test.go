@@ -29,12 +29,23 @@ func (c *longCompleter) Complete(ctx context.Context, req council.CompletionRequ
 	return out, nil
 }
 
-// TestLargestCouncilCompletes: 81 agents with 8k-token answers — a result of
-// megabytes, several times the broker's max_payload — complete: each result
-// is a record of its own in the state, and deliberation.completed goes by
-// reference to the object store (the claim check), resolved on receipt.
+// TestLargestCouncilCompletes: large councils complete, whatever the size
+// of their result: 81 agents with 8k-token answers (a result of megabytes,
+// several times the broker's max_payload), and the largest request the
+// validation accepts at max_tokens 32,768 (council.MaxAgents agents, one
+// round: about 32 MiB of answers). Each result is a record of its own in
+// the state, and deliberation.completed goes by reference to the object
+// store (the claim check), resolved on receipt.
 func TestLargestCouncilCompletes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	for _, tc := range []struct{ agents, maxTokens int }{{81, 8192}, {council.MaxAgents, council.MaxTokensLimit}} {
+		t.Run(fmt.Sprintf("agents=%d/max_tokens=%d", tc.agents, tc.maxTokens), func(t *testing.T) {
+			largeCouncil(t, tc.agents, tc.maxTokens)
+		})
+	}
+}
+
+func largeCouncil(t *testing.T, agents, maxTokens int) {
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	llm := &longCompleter{}
 	s, err := Start(ctx, Config{Completer: llm, StoreDir: t.TempDir(), Concurrency: 32})
@@ -45,16 +56,17 @@ func TestLargestCouncilCompletes(t *testing.T) {
 
 	task := counciltest.Task()
 	task.Agents = nil
-	for i := range 81 {
+	for i := range agents {
 		task.Agents = append(task.Agents, council.Agent{ID: fmt.Sprintf("agent-%03d", i), Role: "DEV"})
 	}
-	task.Constraints.Rounds, task.Constraints.Peers, task.Constraints.MaxTokens = 1, 1, 8192
-	task.Constraints.Timeout = 4 * time.Minute
+	task.Constraints.Rounds, task.Constraints.Peers, task.Constraints.MaxTokens = 1, 1, maxTokens
+	task.Constraints.Timeout = 7 * time.Minute
 	if err := task.WithDefaults().Validate(); err != nil {
 		t.Fatalf("the request is not accepted: %v", err)
 	}
 	req := events.NewRequest("council.dev/test-largest", "largest-1", task, time.Now())
 	id := council.DeliberationID(req.Source, req.ID)
+	start := time.Now()
 	if err := s.Send(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +75,10 @@ func TestLargestCouncilCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out.Completed == nil {
-		t.Fatalf("deliberation ended %s: %s", out.Event.Type(), out.Event.Data())
+		t.Fatalf("deliberation ended %s: %.300s", out.Event.Type(), out.Event.Data())
 	}
-	if n := len(out.Completed.Ranking); n != 81 {
-		t.Errorf("%d ranked, want 81", n)
+	if n := len(out.Completed.Ranking); n != agents {
+		t.Errorf("%d ranked, want %d", n, agents)
 	}
 	size := len(out.Event.Data())
 	if max := s.NC.MaxPayload(); int64(size) <= max {
@@ -89,5 +101,6 @@ func TestLargestCouncilCompletes(t *testing.T) {
 	if _, ok := events.OffloadedRef(held); !ok {
 		t.Errorf("the broker holds deliberation.completed with %d bytes of data and no dataref", len(held.Data()))
 	}
-	t.Logf("81 agents × 8192 tokens: result %.1f MiB (max_payload %d KiB), %d LLM calls", float64(size)/(1<<20), s.NC.MaxPayload()>>10, llm.calls.Load())
+	t.Logf("%d agents × %d tokens: result %.1f MiB (max_payload %d KiB), %d LLM calls, %s",
+		agents, maxTokens, float64(size)/(1<<20), s.NC.MaxPayload()>>10, llm.calls.Load(), time.Since(start).Round(time.Millisecond))
 }
