@@ -86,6 +86,11 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 	if err != nil {
 		return nil, fmt.Errorf("execute: %w", err)
 	}
+	// Once per state bucket (an upgrade from before the index): index the
+	// deliberations already running, or the sweep would never see them.
+	if err := store.EnsureIndexed(ctx); err != nil {
+		return nil, fmt.Errorf("execute: %w", err)
+	}
 	var emitter council.Emitter
 	if cfg.Sink != "" {
 		// Knative: the broker is Knative's; deadlines are the sweep's

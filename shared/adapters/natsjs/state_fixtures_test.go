@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,5 +155,58 @@ func writeStateFixture(t *testing.T, path, version string, want *council.Deliber
 	}
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUpgradeIndexesRunningDeliberations: state written before the index
+// existed (the v1 fixtures: no index keys) is indexed once by
+// EnsureIndexed, so the sweep sees what was running at the upgrade.
+func TestUpgradeIndexesRunningDeliberations(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxTimeout(t)
+	kv, err := e.js.KeyValue(ctx, natsjs.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range stateFixtures(t) {
+		raw, err := os.ReadFile(filepath.Join("testdata", "state", "v1", name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Create(ctx, d.ID, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := natsjs.OpenStore(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active, err := s.Active(ctx); err != nil || len(active) != 0 {
+		t.Fatalf("before: Active = %d, %v; want none (no index yet)", len(active), err)
+	}
+	for range 2 { // the second call finds the mark
+		if err := s.EnsureIndexed(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	active, err := s.Active(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range active {
+		ids = append(ids, d.ID)
+	}
+	slices.Sort(ids)
+	// Those that owe something: running, or their end not acknowledged.
+	want := []string{}
+	for _, d := range stateFixtures(t) {
+		if d.Owes() {
+			want = append(want, d.ID)
+		}
+	}
+	slices.Sort(want)
+	if len(want) == 0 || !slices.Equal(ids, want) {
+		t.Errorf("after EnsureIndexed: active %v, want %v", ids, want)
 	}
 }

@@ -460,3 +460,42 @@ func (s *Store) tally(ctx context.Context) (council.Tally, uint64, error) {
 	t, err := events.DecodeTally(e.Value())
 	return t, e.Revision(), err
 }
+
+// indexedKey marks, in the index bucket, that the index covers every
+// deliberation the state bucket held when it was built.
+const indexedKey = "meta.indexed"
+
+// EnsureIndexed builds the index of active deliberations once for a state
+// bucket written before it existed (an upgrade: deliberations still running
+// then have no index key, and the sweep, which reads the index, would never
+// see them). It lists every stored deliberation, indexes those that owe
+// something, and marks the index bucket so that later calls cost one read.
+// Running it again, or from two instances at once, is harmless.
+func (s *Store) EnsureIndexed(ctx context.Context) error {
+	if _, err := s.idx.Get(ctx, indexedKey); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("natsjs: index: %w: %w", council.ErrUnavailable, err)
+	}
+	all, err := s.List(ctx)
+	if err != nil {
+		return fmt.Errorf("natsjs: index: %w", err)
+	}
+	indexed := 0
+	for _, d := range all {
+		if !d.Owes() {
+			continue
+		}
+		if _, err := s.idx.Put(ctx, activePrefix+d.ID, nil); err != nil {
+			return fmt.Errorf("natsjs: index %s: %w: %w", d.ID, council.ErrUnavailable, err)
+		}
+		indexed++
+	}
+	if _, err := s.idx.Put(ctx, indexedKey, []byte(s.now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("natsjs: index: %w: %w", council.ErrUnavailable, err)
+	}
+	if indexed > 0 {
+		s.log.InfoContext(ctx, "index of active deliberations built", "stored", len(all), "active", indexed)
+	}
+	return nil
+}
