@@ -98,3 +98,53 @@ func TestApplyCommitsConcurrentChangesTogether(t *testing.T) {
 		t.Fatal("a call after the burst is stuck")
 	}
 }
+
+// TestApplyFromTheLastStateItStoredSeesOtherWriters: an outbox tries a
+// change on what it stored last, without reading; when another writer (a
+// second instance) stored something since, the compare-and-set fails and
+// the change is decided again on a read: nothing of the other writer's is
+// lost, and a change that only the fresh state makes possible is applied.
+func TestApplyFromTheLastStateItStoredSeesOtherWriters(t *testing.T) {
+	ctx := context.Background()
+	store := &slowStore{Store: counciltest.NewStore()}
+	d, err := council.New("dlb-two", counciltest.Task(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return t0 }
+	a, _ := execute.NewOutbox(store, &counciltest.Emitter{}, "council.dev/execute", now, nil)
+	b, _ := execute.NewOutbox(store, &counciltest.Emitter{}, "council.dev/execute", now, nil)
+	record := func(ob *execute.Outbox, key string) {
+		t.Helper()
+		if _, err := ob.Apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
+			return d.RecordProposal(key, counciltest.ProposalFor(*d.Work[key]), t0)
+		}); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+	}
+	keys := []string{}
+	for _, w := range d.Pending() {
+		keys = append(keys, w.Key)
+	}
+	record(a, keys[0]) // a remembers its state
+	record(b, keys[1]) // b stores over it
+	record(a, keys[2]) // a's remembered state is stale: re-read, nothing lost
+	got, _, err := store.Get(ctx, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Proposals) != 3 || got.Phase != council.PhaseCritiquing {
+		t.Fatalf("%d proposals, phase %s; want all 3 and critiquing", len(got.Proposals), got.Phase)
+	}
+	// And a sweep tick (no change on a fresh read) changes nothing.
+	before := store.updates.Load()
+	if _, err := a.Apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) { return d.Tick(t0), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if store.updates.Load() != before {
+		t.Error("a change that changes nothing was stored")
+	}
+}

@@ -38,6 +38,45 @@ type Outbox struct {
 	// call that applies them (group commit).
 	mu     sync.Mutex
 	queues map[string][]*applyCall
+
+	// last holds, per deliberation, a private copy of what this outbox
+	// stored last and its revision: the next change is tried on it and
+	// stored with compare-and-set at that revision, without reading the
+	// state first; a lost compare-and-set (another writer) falls back to a
+	// read.
+	lastMu sync.Mutex
+	last   map[string]storedState
+}
+
+type storedState struct {
+	d   *council.Deliberation
+	rev uint64
+}
+
+// lastSize bounds the deliberations whose last stored state an outbox keeps.
+const lastSize = 1024
+
+func (o *Outbox) remember(d *council.Deliberation, rev uint64) {
+	c := d.Clone()
+	o.lastMu.Lock()
+	defer o.lastMu.Unlock()
+	if _, ok := o.last[d.ID]; !ok && len(o.last) >= lastSize {
+		for k := range o.last { // any one: a miss only costs a read
+			delete(o.last, k)
+			break
+		}
+	}
+	o.last[d.ID] = storedState{c, rev}
+}
+
+func (o *Outbox) recall(id string) (*council.Deliberation, uint64, bool) {
+	o.lastMu.Lock()
+	s, ok := o.last[id]
+	o.lastMu.Unlock()
+	if !ok {
+		return nil, 0, false
+	}
+	return s.d.Clone(), s.rev, true
 }
 
 // applyCall is one Apply waiting in its deliberation's queue.
@@ -74,7 +113,10 @@ func NewOutbox(store council.Store, emitter council.Emitter, source string, now 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{store: store, emitter: emitter, source: source, now: now, log: log, maxCAS: 20, queues: map[string][]*applyCall{}}, nil
+	return &Outbox{
+		store: store, emitter: emitter, source: source, now: now, log: log, maxCAS: 20,
+		queues: map[string][]*applyCall{}, last: map[string]storedState{},
+	}, nil
 }
 
 // Apply runs change on the current state of deliberation id and, when
@@ -168,29 +210,60 @@ func (o *Outbox) applyGroup(ctx context.Context, id string, calls []*applyCall) 
 		}
 	}
 	remaining := calls
+	d, rev, optimistic := o.recall(id)
 	for range o.maxCAS {
-		d, rev, err := o.store.Get(ctx, id)
-		if errors.Is(err, council.ErrNotFound) {
-			answer(remaining, nil, fmt.Errorf("execute: deliberation %s: %w", id, err))
-			return
-		}
-		if err != nil {
-			answer(remaining, nil, fmt.Errorf("execute: load deliberation %s: %w", id, err))
-			return
-		}
-		changed := false
-		applied := remaining[:0:0]
-		for _, c := range remaining {
-			ch, err := c.change(d)
+		if !optimistic {
+			var err error
+			d, rev, err = o.store.Get(ctx, id)
+			if errors.Is(err, council.ErrNotFound) {
+				answer(remaining, nil, fmt.Errorf("execute: deliberation %s: %w", id, err))
+				return
+			}
 			if err != nil {
-				answer([]*applyCall{c}, nil, err)
+				answer(remaining, nil, fmt.Errorf("execute: load deliberation %s: %w", id, err))
+				return
+			}
+		}
+		if optimistic {
+			// On what this outbox stored last: commit only a change that
+			// the compare-and-set confirms; anything else (no change, an
+			// error, a lost compare-and-set) is decided again on a read.
+			changed := false
+			for _, c := range remaining {
+				ch, err := c.change(d)
+				if err != nil {
+					changed = false
+					break
+				}
+				changed = changed || ch
+			}
+			optimistic = false
+			if !changed {
 				continue
 			}
-			changed = changed || ch
-			applied = append(applied, c)
-		}
-		remaining = applied
-		if changed {
+			newRev, err := o.store.Update(ctx, d, rev)
+			if err != nil {
+				continue
+			}
+			rev = newRev
+		} else {
+			changed := false
+			applied := remaining[:0:0]
+			for _, c := range remaining {
+				ch, err := c.change(d)
+				if err != nil {
+					answer([]*applyCall{c}, nil, err)
+					continue
+				}
+				changed = changed || ch
+				applied = append(applied, c)
+			}
+			remaining = applied
+			if !changed {
+				answer(remaining, d, o.Flush(ctx, d, rev))
+				return
+			}
+			var err error
 			rev, err = o.store.Update(ctx, d, rev)
 			if errors.Is(err, council.ErrConflict) {
 				continue
@@ -199,10 +272,11 @@ func (o *Outbox) applyGroup(ctx context.Context, id string, calls []*applyCall) 
 				answer(remaining, nil, fmt.Errorf("execute: store deliberation %s: %w", id, err))
 				return
 			}
-			if d.Status.Terminal() {
-				o.log.Info("deliberation "+string(d.Status), "deliberation", id, "task_id", d.Task.ID,
-					"backend", d.Task.Backend, "reason", d.Reason)
-			}
+		}
+		o.remember(d, rev)
+		if d.Status.Terminal() {
+			o.log.Info("deliberation "+string(d.Status), "deliberation", id, "task_id", d.Task.ID,
+				"backend", d.Task.Backend, "reason", d.Reason)
 		}
 		answer(remaining, d, o.Flush(ctx, d, rev))
 		return
@@ -357,7 +431,10 @@ func (o *Outbox) acknowledge(ctx context.Context, d *council.Deliberation, rev u
 		if !changed {
 			return
 		}
-		_, err := o.store.Update(ctx, d, rev)
+		newRev, err := o.store.Update(ctx, d, rev)
+		if err == nil {
+			o.remember(d, newRev)
+		}
 		if !errors.Is(err, council.ErrConflict) {
 			if err != nil {
 				// The events are out; the keys stay in the outbox and are

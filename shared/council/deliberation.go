@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -639,4 +640,75 @@ func (c Critique) validate(rubric []string) error {
 		}
 	}
 	return nil
+}
+
+// Clone returns a deep copy of d: changing one never changes the other.
+func (d *Deliberation) Clone() *Deliberation {
+	c := *d
+	c.Task = d.Task.clone()
+	c.Work = make(map[string]*Work, len(d.Work))
+	for k, w := range d.Work {
+		cw := *w
+		c.Work[k] = &cw
+	}
+	c.Proposals = maps.Clone(d.Proposals)
+	c.Critiques = make(map[string]Critique, len(d.Critiques))
+	for k, cr := range d.Critiques {
+		c.Critiques[k] = cr.clone()
+	}
+	if d.Proposals == nil {
+		c.Proposals = nil
+	}
+	if d.Critiques == nil {
+		c.Critiques = nil
+	}
+	c.Failures = slices.Clone(d.Failures)
+	c.Outbox = slices.Clone(d.Outbox)
+	if d.Result != nil {
+		r := *d.Result
+		r.Ranking = make([]Ranked, len(d.Result.Ranking))
+		for i, rk := range d.Result.Ranking {
+			rk.Scores = maps.Clone(rk.Scores)
+			cs := make([]Critique, len(rk.Critiques))
+			for j, cr := range rk.Critiques {
+				cs[j] = cr.clone()
+			}
+			if rk.Critiques == nil {
+				cs = nil
+			}
+			rk.Critiques = cs
+			r.Ranking[i] = rk
+		}
+		if d.Result.Ranking == nil {
+			r.Ranking = nil
+		}
+		r.History = slices.Clone(d.Result.History)
+		r.Reviews = make([]Critique, len(d.Result.Reviews))
+		for i, cr := range d.Result.Reviews {
+			r.Reviews[i] = cr.clone()
+		}
+		if d.Result.Reviews == nil {
+			r.Reviews = nil
+		}
+		r.Failures = slices.Clone(d.Result.Failures)
+		c.Result = &r
+	}
+	if d.Job != nil {
+		j := *d.Job
+		c.Job = &j
+	}
+	return &c
+}
+
+func (c Critique) clone() Critique {
+	c.Scores = maps.Clone(c.Scores)
+	c.Strengths, c.Issues, c.Suggestions = slices.Clone(c.Strengths), slices.Clone(c.Issues), slices.Clone(c.Suggestions)
+	return c
+}
+
+func (t Task) clone() Task {
+	t.Agents = slices.Clone(t.Agents)
+	t.Constraints.Rubric = slices.Clone(t.Constraints.Rubric)
+	t.Constraints.Metadata = maps.Clone(t.Constraints.Metadata)
+	return t
 }
