@@ -511,15 +511,17 @@ func (e *recordEncoder) critiques(cs []council.Critique) ([]string, error) {
 // of a group is added at once, and work that is no longer pending never
 // changes, so a group with nothing pending never changes again.
 func groupOf(w *council.Work) string {
-	return fmt.Sprintf("%c.%d", w.Kind[0], w.Stage)
+	return string(w.Kind[0]) + "." + strconv.Itoa(w.Stage)
 }
 
 // workKey is the key a work's kind, stage and agents make.
 func workKey(w *council.Work) string {
+	// council.ProposalKey and CritiqueKey, without fmt: this runs for every
+	// work entry of every transition.
 	if w.Kind == council.WorkCritique {
-		return council.CritiqueKey(w.Stage, w.AuthorID, w.AgentID)
+		return "c." + strconv.Itoa(w.Stage) + "." + w.AuthorID + "." + w.AgentID
 	}
-	return council.ProposalKey(w.Stage, w.AgentID)
+	return "p." + strconv.Itoa(w.Stage) + "." + w.AgentID
 }
 
 // parseWorkKey is the inverse of workKey.

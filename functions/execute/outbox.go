@@ -69,14 +69,18 @@ func (o *Outbox) remember(d *council.Deliberation, rev uint64) {
 	o.last[d.ID] = storedState{c, rev}
 }
 
+// recall takes the last stored state of id out of the outbox (the caller,
+// which holds the deliberation's turn, owns it: no copy); the next commit
+// remembers a new one.
 func (o *Outbox) recall(id string) (*council.Deliberation, uint64, bool) {
 	o.lastMu.Lock()
+	defer o.lastMu.Unlock()
 	s, ok := o.last[id]
-	o.lastMu.Unlock()
 	if !ok {
 		return nil, 0, false
 	}
-	return s.d.Clone(), s.rev, true
+	delete(o.last, id)
+	return s.d, s.rev, true
 }
 
 // applyCall is one Apply waiting in its deliberation's queue.
