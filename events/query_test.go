@@ -13,36 +13,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"sigs.k8s.io/yaml"
 
 	"council.dev/events"
+	"council.dev/events/eventstest"
 	"council.dev/shared/council"
 	"council.dev/shared/counciltest"
 )
-
-const openAPIURL = "https://council.dev/events/openapi.json"
-
-// openAPIDoc parses events.OpenAPI() (YAML) into its JSON form and a
-// compiler that holds it, so that any schema in it compiles by JSON
-// pointer (OpenAPI 3.1 schemas are JSON Schema 2020-12).
-func openAPIDoc(t *testing.T) (map[string]any, *jsonschema.Compiler) {
-	t.Helper()
-	j, err := yaml.YAMLToJSON(events.OpenAPI())
-	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	if err := c.AddResource(openAPIURL, doc); err != nil {
-		t.Fatal(err)
-	}
-	return doc.(map[string]any), c
-}
 
 // componentSchemas lists each component schema of openapi.yaml with the Go
 // type of events that it documents.
@@ -155,7 +131,7 @@ func querySamples(t *testing.T) []sample {
 // validates against its schema in openapi.yaml, and every component schema
 // has samples.
 func TestQueryValuesMatchOpenAPI(t *testing.T) {
-	_, c := openAPIDoc(t)
+	_, c := eventstest.OpenAPI(t)
 	covered := map[string]bool{}
 	for _, s := range querySamples(t) {
 		t.Run(s.name, func(t *testing.T) {
@@ -164,7 +140,7 @@ func TestQueryValuesMatchOpenAPI(t *testing.T) {
 				covered[s.schema] = true
 				ptr = "#/components/schemas/" + s.schema
 			}
-			sch, err := c.Compile(openAPIURL + ptr)
+			sch, err := c.Compile(eventstest.OpenAPIURL + ptr)
 			if err != nil {
 				t.Fatalf("schema %s: %v", ptr, err)
 			}
@@ -189,7 +165,7 @@ func TestQueryValuesMatchOpenAPI(t *testing.T) {
 // (no omitempty), and allows no other; and openapi.yaml has no component
 // schema without a Go type.
 func TestOpenAPISchemasMatchStructs(t *testing.T) {
-	doc, _ := openAPIDoc(t)
+	doc, _ := eventstest.OpenAPI(t)
 	comps, _ := doc["components"].(map[string]any)["schemas"].(map[string]any)
 	for name := range comps {
 		if _, ok := componentSchemas[name]; !ok {
@@ -354,7 +330,7 @@ func TestEncodeReplyRefusesABrokenResult(t *testing.T) {
 }
 
 func TestOpenAPIIsEmbedded(t *testing.T) {
-	doc, _ := openAPIDoc(t)
+	doc, _ := eventstest.OpenAPI(t)
 	if v, _ := doc["openapi"].(string); !strings.HasPrefix(v, "3.1") {
 		t.Errorf("openapi.yaml is OpenAPI %q, want 3.1", v)
 	}

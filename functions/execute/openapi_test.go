@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"sigs.k8s.io/yaml"
 
-	"council.dev/events"
+	"council.dev/events/eventstest"
 	"council.dev/functions/execute"
 	"council.dev/shared/council"
 	"council.dev/shared/counciltest"
@@ -29,25 +28,10 @@ type openAPI struct {
 	compiler *jsonschema.Compiler
 }
 
-const openAPIURL = "https://council.dev/execute/openapi.json"
-
 func loadOpenAPI(t *testing.T) *openAPI {
 	t.Helper()
-	j, err := yaml.YAMLToJSON(events.OpenAPI())
-	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	if err := c.AddResource(openAPIURL, doc); err != nil {
-		t.Fatal(err)
-	}
-	return &openAPI{doc: doc.(map[string]any), compiler: c}
+	doc, c := eventstest.OpenAPI(t)
+	return &openAPI{doc: doc, compiler: c}
 }
 
 // pointerEscape escapes one JSON pointer token.
@@ -76,7 +60,7 @@ func (o *openAPI) check(t *testing.T, route string, rec *httptest.ResponseRecord
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("GET %s %d: Content-Type %q, want application/json", route, rec.Code, ct)
 	}
-	s, err := o.compiler.Compile(openAPIURL + ptr + "/content/application~1json/schema")
+	s, err := o.compiler.Compile(eventstest.OpenAPIURL + ptr + "/content/application~1json/schema")
 	if err != nil {
 		t.Fatalf("schema of GET %s %d: %v", route, rec.Code, err)
 	}

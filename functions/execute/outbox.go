@@ -303,38 +303,35 @@ func (o *Outbox) Flush(ctx context.Context, d *council.Deliberation, rev uint64)
 	if len(d.Outbox) == 0 {
 		return nil
 	}
-	done, err := o.emitAll(ctx, d)
+	done, tooLarge, err := o.emitAll(ctx, d)
 	if len(done) > 0 {
 		o.acknowledge(ctx, d, rev, done)
 	}
-	if errors.Is(err, council.ErrTooLarge) {
-		return o.tooLarge(ctx, d.ID, err)
+	if len(tooLarge) > 0 {
+		return o.refuseTooLarge(ctx, d.ID, tooLarge)
 	}
 	return err
 }
 
-// tooLarge ends what cannot be sent because it is larger than the broker
-// takes, once, instead of retrying it until the deadline: a result too large
-// fails the deliberation, a request too large fails its call (the agent is
-// out); the reason names the limit.
-func (o *Outbox) tooLarge(ctx context.Context, id string, cause error) error {
-	reason := cause.Error()
+// refuseTooLarge ends, once, what cannot be sent because it is larger than
+// the broker takes (council.ErrTooLarge, by outbox key), instead of retrying
+// it until the deadline: a result too large fails the deliberation, a
+// request too large fails its call (the agent is out); the reason names the
+// limit.
+func (o *Outbox) refuseTooLarge(ctx context.Context, id string, tooLarge map[string]error) error {
 	_, err := o.applyNow(ctx, id, func(d *council.Deliberation) (bool, error) {
 		now := o.now()
-		if d.Status == council.StatusCompleted {
-			return d.Undeliverable("the result cannot be delivered: "+reason, now), nil
-		}
 		changed := false
-		for _, key := range slices.Clone(d.Outbox) {
+		for key, cause := range tooLarge {
+			if key == council.OutboxCompleted {
+				changed = d.Undeliverable("the result cannot be delivered: "+cause.Error(), now) || changed
+				continue
+			}
 			w := d.Work[key]
 			if w == nil || w.State != council.WorkPending {
 				continue
 			}
-			env, _, err := o.envelope(d, key)
-			if err != nil || !strings.Contains(reason, env.ID) {
-				continue
-			}
-			c, err := d.RecordFailure(key, w.Attempt, "the request cannot be sent: "+reason, false, now)
+			c, err := d.RecordFailure(key, w.Attempt, "the request cannot be sent: "+cause.Error(), false, now)
 			if err != nil {
 				return false, err
 			}
@@ -351,17 +348,26 @@ func (o *Outbox) tooLarge(ctx context.Context, id string, cause error) error {
 const emitConcurrency = 32
 
 // emitAll sends what the outbox of d names, at most emitConcurrency at
-// once, and returns the keys sent; an error joins the failures (the keys
-// not sent stay in the outbox). The end of a deliberation (completed or
-// failed) is sent after its other keys, with the legacy responses and the
-// tally, before it is acknowledged.
-func (o *Outbox) emitAll(ctx context.Context, d *council.Deliberation) ([]sent, error) {
+// once, and returns the keys sent, the keys larger than the broker takes
+// (with their error), and an error joining the other failures (the keys not
+// sent stay in the outbox). The end of a deliberation (completed or failed)
+// is sent after its other keys, with the legacy responses and the tally,
+// before it is acknowledged.
+func (o *Outbox) emitAll(ctx context.Context, d *council.Deliberation) ([]sent, map[string]error, error) {
 	var (
-		mu   sync.Mutex
-		done []sent
-		errs []error
-		wg   sync.WaitGroup
+		mu       sync.Mutex
+		done     []sent
+		tooLarge = map[string]error{}
+		errs     []error
+		wg       sync.WaitGroup
 	)
+	failed := func(key string, err error) {
+		if errors.Is(err, council.ErrTooLarge) {
+			tooLarge[key] = err
+			return
+		}
+		errs = append(errs, err)
+	}
 	sem := make(chan struct{}, emitConcurrency)
 	var ends []string
 	for _, key := range d.Outbox {
@@ -371,7 +377,7 @@ func (o *Outbox) emitAll(ctx context.Context, d *council.Deliberation) ([]sent, 
 		}
 		env, attempt, err := o.envelope(d, key)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
@@ -380,7 +386,7 @@ func (o *Outbox) emitAll(ctx context.Context, d *council.Deliberation) ([]sent, 
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err))
+				failed(key, fmt.Errorf("execute: emit %s of %s: %w", env.Type, d.ID, err))
 				return
 			}
 			done = append(done, sent{key, attempt})
@@ -389,12 +395,12 @@ func (o *Outbox) emitAll(ctx context.Context, d *council.Deliberation) ([]sent, 
 	wg.Wait()
 	for _, key := range ends {
 		if err := o.end(ctx, d, key); err != nil {
-			errs = append(errs, err)
+			failed(key, err)
 			continue
 		}
 		done = append(done, sent{key, 0})
 	}
-	return done, errors.Join(errs...)
+	return done, tooLarge, errors.Join(errs...)
 }
 
 // end sends the end of d (key completed or failed), then, before the key

@@ -39,8 +39,7 @@ const stateBenchSource = "council.dev/execute"
 // the compare-and-sets it loses. Reads pass through untouched.
 type countingKV struct {
 	jetstream.KeyValue
-	written  *atomic.Int64
-	conflict *atomic.Int64
+	written *atomic.Int64
 }
 
 func (k *countingKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
@@ -60,11 +59,7 @@ func (k *countingKV) Create(ctx context.Context, key string, value []byte, opts 
 
 func (k *countingKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
 	k.written.Add(int64(len(key) + len(value)))
-	rev, err := k.KeyValue.Update(ctx, key, value, revision)
-	if lostCAS(err) {
-		k.conflict.Add(1)
-	}
-	return rev, err
+	return k.KeyValue.Update(ctx, key, value, revision)
 }
 
 func (k *countingKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
@@ -77,19 +72,18 @@ func (k *countingKV) Purge(ctx context.Context, key string, opts ...jetstream.KV
 	return k.KeyValue.Purge(ctx, key, opts...)
 }
 
-// lostCAS reports whether err is a lost compare-and-set (what the store
-// maps to council.ErrConflict).
-func lostCAS(err error) bool {
-	if err == nil {
-		return false
+// countingStore is the store, counting its lost compare-and-sets.
+type countingStore struct {
+	*natsjs.Store
+	conflict atomic.Int64
+}
+
+func (s *countingStore) Update(ctx context.Context, d *council.Deliberation, revision uint64) (uint64, error) {
+	rev, err := s.Store.Update(ctx, d, revision)
+	if errors.Is(err, council.ErrConflict) {
+		s.conflict.Add(1)
 	}
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return rev, err
 }
 
 // stateEnv is an embedded JetStream server with the council topology, the
@@ -98,7 +92,7 @@ func lostCAS(err error) bool {
 type stateEnv struct {
 	raw   jetstream.KeyValue
 	kv    *countingKV
-	store *natsjs.Store
+	store *countingStore
 }
 
 func newStateEnv(b *testing.B) stateEnv {
@@ -112,17 +106,17 @@ func newStateEnv(b *testing.B) stateEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kv := &countingKV{KeyValue: raw, written: new(atomic.Int64), conflict: new(atomic.Int64)}
+	kv := &countingKV{KeyValue: raw, written: new(atomic.Int64)}
 	idx, err := js.KeyValue(ctx, natsjs.DefaultIndexBucket)
 	if err != nil {
 		b.Fatal(err)
 	}
 	// The index bucket counted too: its writes are the store's.
-	store, err := natsjs.NewStore(kv, natsjs.WithIndex(&countingKV{KeyValue: idx, written: kv.written, conflict: kv.conflict}))
+	store, err := natsjs.NewStore(kv, natsjs.WithIndex(&countingKV{KeyValue: idx, written: kv.written}))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return stateEnv{raw: raw, kv: kv, store: store}
+	return stateEnv{raw: raw, kv: kv, store: &countingStore{Store: store}}
 }
 
 // benchTask is a deliberation of n agents, 1 round, 1 peer. MaxTokens 400
@@ -239,7 +233,7 @@ func newPlan(b *testing.B, id string, task council.Task) plan {
 //   - B-emitted/op: bytes of the data of the events execute emits per
 //     deliberation (the work requests and the end): its broker traffic.
 //   - cas-retries/transition (concurrent only): compare-and-sets lost
-//     (Update answered "wrong last sequence"), per transition.
+//     (the store's Update answered council.ErrConflict), per transition.
 //
 // agents=16/concurrent=8 applies the results of each wave from 8
 // goroutines at once; its Apply time is the latency of each call, lost
@@ -298,7 +292,7 @@ func benchDeliberationState(b *testing.B, agents, workers int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		w0, c0 := env.kv.written.Load(), env.kv.conflict.Load()
+		w0, c0 := env.kv.written.Load(), env.store.conflict.Load()
 
 		d, err := council.New(id, task, stateBenchNow())
 		if err != nil {
@@ -334,7 +328,7 @@ func benchDeliberationState(b *testing.B, agents, workers int) {
 			wg.Wait()
 		}
 		written += env.kv.written.Load() - w0
-		conflicts += env.kv.conflict.Load() - c0
+		conflicts += env.store.conflict.Load() - c0
 
 		b.StopTimer()
 		for range p.steps {

@@ -287,9 +287,6 @@ func (s *Store) unindex(ctx context.Context, id string) error {
 // load returns deliberation id, or nil when it is gone or does not decode
 // (then set aside with the reason).
 func (s *Store) load(ctx context.Context, id string) (*council.Deliberation, error) {
-	if _, err := s.idx.Get(ctx, quarantinePrefix+id); err == nil {
-		return nil, nil // set aside already
-	}
 	d, _, err := s.Get(ctx, id)
 	switch {
 	case errors.Is(err, council.ErrNotFound):
@@ -319,15 +316,18 @@ func (s *Store) ended(ctx context.Context, id string) bool {
 // under "quarantine.<id>" (the value itself stays under its key for
 // inspection), and id out of the index.
 func (s *Store) quarantine(ctx context.Context, id string, reason error) {
-	s.log.ErrorContext(ctx, "stored deliberation set aside: it does not decode", "deliberation", id, "error", reason)
 	body, err := events.EncodeQuarantine(events.Quarantine{ID: id, Reason: reason.Error(), At: s.now()})
 	if err == nil {
 		_, err = s.idx.Create(ctx, quarantinePrefix+id, body)
 	}
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		s.log.WarnContext(ctx, "quarantine not recorded", "deliberation", id, "error", err)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return // set aside before: reported then
+	case err != nil:
+		s.log.WarnContext(ctx, "quarantine not recorded", "deliberation", id, "reason", reason, "error", err)
 		return
 	}
+	s.log.ErrorContext(ctx, "stored deliberation set aside: it does not decode", "deliberation", id, "error", reason)
 	_ = s.unindex(ctx, id)
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/events"
@@ -69,10 +70,20 @@ func TestTimerFiresOnceAtItsTime(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the timer did not fire within 10 s")
 	}
-	select {
-	case m := <-fired:
-		t.Errorf("a second message fired: %s", m.Data())
-	case <-time.After(1500 * time.Millisecond):
+	// Nothing is left to fire: the newer timer replaced the older one on
+	// the schedule subject, and the server removes a timer once it fired.
+	// (The fired tick is one message on the tick subject.)
+	stream, err := e.js.Stream(ctx, topo.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(topo.EventsSubjectPrefix+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{topo.EventSubject(events.TypeSweepTick): 1}
+	if diff := cmp.Diff(want, info.State.Subjects); diff != "" {
+		t.Errorf("messages by subject after the timer fired (-want +got):\n%s", diff)
 	}
 
 	bad := tick("no-subject")

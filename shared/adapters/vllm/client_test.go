@@ -531,7 +531,11 @@ func TestUnitConcurrentCalls(t *testing.T) {
 
 // TestUnitAnswerMustFollowSchema: a structured answer is checked against
 // the schema it was asked for; one that breaks it is ErrBadOutput (another
-// sample may do), saying where, and is not retried inside the adapter.
+// sample may do), saying where, and is not retried inside the adapter. A
+// scripted server here, for answers a schema-constrained server does not
+// give; against the real server: TestServerJSONSchema (answers follow the
+// schema), TestServerAnswerCutShortIsBadOutput (cut at max_tokens) and the
+// Completer contract (TestCompleterContract).
 func TestUnitAnswerMustFollowSchema(t *testing.T) {
 	schema := &council.JSONSchema{Name: "scores", Schema: []byte(`{"type":"object",
 		"properties":{"overall":{"type":"integer","minimum":0,"maximum":10}},
