@@ -59,6 +59,18 @@ type StateCodec struct {
 type knownRecords struct {
 	byKey  map[string]any
 	byWork map[string][]string
+	// segments are, by group ("p.0"), the segment records of the group's
+	// work: of all of it once none is pending, of parts of it before
+	// (chunks of work no longer pending), with how much work each holds.
+	segments map[string][]segmentRef
+	// task is the key of the task's record: a deliberation's task never
+	// changes.
+	task string
+}
+
+type segmentRef struct {
+	key string
+	n   int
 }
 
 // DefaultStateCodecSize is how many deliberations a StateCodec remembers
@@ -283,7 +295,7 @@ func (c *StateCodec) touch(id string) *knownRecords {
 		}
 		return k
 	}
-	k = &knownRecords{byKey: map[string]any{}, byWork: map[string][]string{}}
+	k = &knownRecords{byKey: map[string]any{}, byWork: map[string][]string{}, segments: map[string][]segmentRef{}}
 	c.known[id] = k
 	c.order = append(c.order, id)
 	for len(c.order) > c.max {
@@ -300,6 +312,13 @@ func (k *knownRecords) add(key string, v any) {
 	k.byKey[key] = v
 	work := key[:strings.LastIndexByte(key, '.')]
 	k.byWork[work] = append(k.byWork[work], key)
+	switch v := v.(type) {
+	case []workV2:
+		g := strings.TrimPrefix(work, "seg.")
+		k.segments[g] = append(k.segments[g], segmentRef{key: key, n: len(v)})
+	case council.Task:
+		k.task = key
+	}
 }
 
 // recordEncoder builds a header, naming known records and encoding new ones.
@@ -372,9 +391,11 @@ func sameRecord(a, b any) bool {
 }
 
 func (e *recordEncoder) header(d *council.Deliberation) (*headerV2, error) {
-	task, err := e.ref("task", d.Task)
-	if err != nil {
-		return nil, err
+	task, err := e.known.task, error(nil)
+	if task == "" {
+		if task, err = e.ref("task", d.Task); err != nil {
+			return nil, err
+		}
 	}
 	h := &headerV2{
 		SchemaVersion: 2, ID: d.ID, Task: task, Status: string(d.Status), Stage: d.Stage, Phase: string(d.Phase),
@@ -384,52 +405,50 @@ func (e *recordEncoder) header(d *council.Deliberation) (*headerV2, error) {
 	if h.Outbox == nil {
 		h.Outbox = []string{}
 	}
-	keys := slices.Sorted(maps.Keys(d.Work))
-	groups := map[string][]workV2{}
-	pendingGroup := map[string]bool{}
-	var order []string
-	for _, key := range keys {
-		w := d.Work[key]
-		if w.Key != key {
-			return nil, council.Invalidf("work %q holds key %q", key, w.Key)
+	// The groups of the work, in order of name (that of their keys), and
+	// which have work pending. A group with none that this codec has
+	// stored or read as a segment of the same size is that segment: work
+	// that is no longer pending never changes, so it is not encoded again.
+	type group struct{ n, pending int }
+	groups := map[string]*group{}
+	for key, w := range d.Work {
+		g := groups[groupOfKey(key)]
+		if g == nil {
+			g = &group{}
+			groups[groupOfKey(key)] = g
 		}
-		if want := workKey(w); want != key {
-			return nil, council.Invalidf("work %q is a %s by %s at stage %d: its key would be %q", key, w.Kind, w.AgentID, w.Stage, want)
-		}
-		wv := workV2{Key: key, State: string(w.State), Attempt: w.Attempt, LastError: w.LastError}
-		wv.T = w.RequestedAt.UnixNano() - d.StartedAt.UnixNano() // wall clock: what decoding adds back
-		var rec string
-		if p, ok := d.Proposals[key]; ok {
-			rec, err = e.ref(key, p)
-		} else if c, ok := d.Critiques[key]; ok {
-			rec, err = e.ref(key, c)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if rec != "" {
-			wv.R = rec[len(key)+1:]
-		}
-		g := groupOf(w)
-		if _, ok := groups[g]; !ok {
-			order = append(order, g)
-		}
-		groups[g] = append(groups[g], wv)
+		g.n++
 		if w.State == council.WorkPending {
-			pendingGroup[g] = true
+			g.pending++
 		}
 	}
 	h.Work = []workV2{}
-	for _, g := range order {
-		if pendingGroup[g] {
-			h.Work = append(h.Work, groups[g]...)
-			continue
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		g := groups[name]
+		if g.pending == 0 {
+			if key := e.known.whole(name, g.n); key != "" {
+				h.Segments = append(h.Segments, key)
+				continue
+			}
 		}
-		seg, err := e.ref("seg."+g, groups[g])
+		ws, err := e.group(d, name)
 		if err != nil {
 			return nil, err
 		}
-		h.Segments = append(h.Segments, seg)
+		if g.pending == 0 {
+			seg, err := e.ref("seg."+name, ws)
+			if err != nil {
+				return nil, err
+			}
+			h.Segments = append(h.Segments, seg)
+			continue
+		}
+		segs, rest, err := e.chunks(name, ws)
+		if err != nil {
+			return nil, err
+		}
+		h.Segments = append(h.Segments, segs...)
+		h.Work = append(h.Work, rest...)
 	}
 	for key, p := range d.Proposals {
 		if d.Work[key] == nil {
@@ -463,6 +482,118 @@ func (e *recordEncoder) header(d *council.Deliberation) (*headerV2, error) {
 		}
 	}
 	return h, nil
+}
+
+// whole returns the key of a known segment holding all n pieces of work
+// of group name, or "".
+func (k *knownRecords) whole(name string, n int) string {
+	for _, sg := range k.segments[name] {
+		if sg.n == n {
+			return sg.key
+		}
+	}
+	return ""
+}
+
+// group returns the work of group name of d, in order of key.
+func (e *recordEncoder) group(d *council.Deliberation, name string) ([]workV2, error) {
+	var keys []string
+	for key := range d.Work {
+		if groupOfKey(key) == name {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	ws := make([]workV2, 0, len(keys))
+	for _, key := range keys {
+		w := d.Work[key]
+		if w.Key != key {
+			return nil, council.Invalidf("work %q holds key %q", key, w.Key)
+		}
+		if want := workKey(w); want != key {
+			return nil, council.Invalidf("work %q is a %s by %s at stage %d: its key would be %q", key, w.Kind, w.AgentID, w.Stage, want)
+		}
+		wv := workV2{Key: key, State: string(w.State), Attempt: w.Attempt, LastError: w.LastError}
+		wv.T = w.RequestedAt.UnixNano() - d.StartedAt.UnixNano() // wall clock: what decoding adds back
+		var (
+			rec string
+			err error
+		)
+		if p, ok := d.Proposals[key]; ok {
+			rec, err = e.ref(key, p)
+		} else if c, ok := d.Critiques[key]; ok {
+			rec, err = e.ref(key, c)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rec != "" {
+			wv.R = rec[len(key)+1:]
+		}
+		ws = append(ws, wv)
+	}
+	return ws, nil
+}
+
+// chunkSize is how many pieces of work of a running group, no longer
+// pending and not yet in a segment, the header carries at most: as many
+// again make a segment record of their own. Work that is no longer pending
+// never changes, so the header of a large stage stops rewriting the
+// answered work with every result.
+const chunkSize = 16
+
+// chunks splits ws, the work of running group name, into segments (known
+// ones holding exactly some of ws, and a new one when chunkSize or more
+// are left that are no longer pending) and the rest, which the header
+// carries.
+func (e *recordEncoder) chunks(name string, ws []workV2) ([]string, []workV2, error) {
+	at := make(map[string]int, len(ws))
+	for i, w := range ws {
+		at[w.Key] = i
+	}
+	covered := make([]bool, len(ws))
+	var segs []string
+	for _, sg := range e.known.segments[name] {
+		if sg.n >= len(ws) {
+			continue
+		}
+		part, _ := e.known.byKey[sg.key].([]workV2)
+		fits := len(part) > 0
+		for _, w := range part {
+			i, ok := at[w.Key]
+			if !ok || covered[i] || ws[i] != w || w.State == string(council.WorkPending) {
+				fits = false
+				break
+			}
+		}
+		if !fits {
+			continue
+		}
+		for _, w := range part {
+			covered[at[w.Key]] = true
+		}
+		segs = append(segs, sg.key)
+	}
+	var uncovered, pending, answered []workV2
+	for i, w := range ws {
+		if covered[i] {
+			continue
+		}
+		uncovered = append(uncovered, w)
+		if w.State == string(council.WorkPending) {
+			pending = append(pending, w)
+		} else {
+			answered = append(answered, w)
+		}
+	}
+	if len(answered) < chunkSize {
+		return segs, uncovered, nil
+	}
+	seg, err := e.ref("seg."+name, answered)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(segs, seg), pending, nil
 }
 
 func (e *recordEncoder) result(r council.Result) (*resultV2, error) {
@@ -507,11 +638,17 @@ func (e *recordEncoder) critiques(cs []council.Critique) ([]string, error) {
 	return out, nil
 }
 
-// groupOf names the group of w: its kind and stage ("p.0", "c.1"). The work
-// of a group is added at once, and work that is no longer pending never
-// changes, so a group with nothing pending never changes again.
-func groupOf(w *council.Work) string {
-	return string(w.Kind[0]) + "." + strconv.Itoa(w.Stage)
+// groupOfKey is the group of the work under key: its first two tokens
+// ("p.0" of "p.0.qa-1"); the whole key when it has fewer dots.
+func groupOfKey(key string) string {
+	i := strings.IndexByte(key, '.')
+	if i < 0 {
+		return key
+	}
+	if j := strings.IndexByte(key[i+1:], '.'); j >= 0 {
+		return key[:i+1+j]
+	}
+	return key
 }
 
 // workKey is the key a work's kind, stage and agents make.

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/events"
@@ -72,6 +74,20 @@ func (k *countingKV) Purge(ctx context.Context, key string, opts ...jetstream.KV
 	return k.KeyValue.Purge(ctx, key, opts...)
 }
 
+// countingJS is the JetStream handle the store pipelines its writes on
+// (natsjs.WithPipeline): it adds the bytes of each message it publishes
+// to the bucket (key + value) to written.
+type countingJS struct {
+	jetstream.JetStream
+	prefix  string
+	written *atomic.Int64
+}
+
+func (j *countingJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	j.written.Add(int64(len(strings.TrimPrefix(m.Subject, j.prefix)) + len(m.Data)))
+	return j.JetStream.PublishMsgAsync(m, opts...)
+}
+
 // countingStore is the store, counting its lost compare-and-sets.
 type countingStore struct {
 	*natsjs.Store
@@ -111,8 +127,10 @@ func newStateEnv(b *testing.B) stateEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The index bucket counted too: its writes are the store's.
-	store, err := natsjs.NewStore(kv, natsjs.WithIndex(&countingKV{KeyValue: idx, written: kv.written}))
+	// The index bucket counted too: its writes are the store's. The
+	// bucket has one replica: the store pipelines, as OpenStore sets it.
+	store, err := natsjs.NewStore(kv, natsjs.WithIndex(&countingKV{KeyValue: idx, written: kv.written}),
+		natsjs.WithPipeline(&countingJS{JetStream: js, prefix: "$KV." + natsjs.DefaultBucket + ".", written: kv.written}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 package natsjs_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
@@ -143,4 +147,109 @@ func BenchmarkJetStreamPublishBaseline(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRecordAndHeader is the write of one result on a one-replica
+// file-backed bucket (ADR 8): a new record (create) and the header
+// (compare-and-set), sent one after the other (sequential), sent together
+// on one connection and acknowledged together (pipelined, what OpenStore's
+// store does), and as an atomic batch (nats-server 2.12's
+// Nats-Batch-Id, the stream allowing atomic publishes). Baseline: one put
+// of the record's size (put).
+func BenchmarkRecordAndHeader(b *testing.B) {
+	e := newEnv(b)
+	ctx := b.Context()
+	kv, err := e.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "pair", Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := e.js.Stream(ctx, "KV_pair")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.AllowAtomicPublish = true
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		b.Fatal(err)
+	}
+	record, header := bytes.Repeat([]byte("r"), 1200), bytes.Repeat([]byte("h"), 600)
+	rev, err := kv.Put(ctx, "header", header)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	next := func() string { n++; return "rec." + strconv.Itoa(n) }
+	wait := func(f jetstream.PubAckFuture) uint64 {
+		select {
+		case ack := <-f.Ok():
+			return ack.Sequence
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+		return 0
+	}
+	b.Run("put", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := kv.Put(ctx, "raw", record); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sequential", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := kv.Create(ctx, next(), record); err != nil {
+				b.Fatal(err)
+			}
+			if rev, err = kv.Update(ctx, "header", header, rev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pipelined", func(b *testing.B) {
+		for b.Loop() {
+			r, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV.pair." + next(), Data: record}, jetstream.WithExpectLastSequencePerSubject(0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			h, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV.pair.header", Data: header}, jetstream.WithExpectLastSequencePerSubject(rev))
+			if err != nil {
+				b.Fatal(err)
+			}
+			wait(r)
+			rev = wait(h)
+		}
+	})
+	b.Run("atomic-batch", func(b *testing.B) {
+		for b.Loop() {
+			id := "b" + strconv.Itoa(n)
+			m := nats.NewMsg("$KV.pair." + next())
+			m.Data = record
+			m.Header.Set("Nats-Batch-Id", id)
+			m.Header.Set("Nats-Batch-Sequence", "1")
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+			if err := e.nc.PublishMsg(m); err != nil {
+				b.Fatal(err)
+			}
+			c := nats.NewMsg("$KV.pair.header")
+			c.Data = header
+			c.Header.Set("Nats-Batch-Id", id)
+			c.Header.Set("Nats-Batch-Sequence", "2")
+			c.Header.Set("Nats-Batch-Commit", "1")
+			c.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+			resp, err := e.nc.RequestMsg(c, 5*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ack struct {
+				Seq   uint64 `json:"seq"`
+				Error *struct {
+					Description string `json:"description"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(resp.Data, &ack); err != nil || ack.Error != nil {
+				b.Fatalf("batch commit: %s (%v)", resp.Data, err)
+			}
+			rev = ack.Seq
+		}
+	})
 }

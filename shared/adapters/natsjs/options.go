@@ -48,6 +48,7 @@ type options struct {
 	drainTimeout time.Duration
 	duplicate    bool
 	index        jetstream.KeyValue
+	pipeline     jetstream.JetStream
 }
 
 func newOptions(opts []Option) (options, error) {

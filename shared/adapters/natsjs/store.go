@@ -28,6 +28,9 @@ type Store struct {
 	codec *events.StateCodec
 	log   *slog.Logger
 	now   func() time.Time
+	// pipe, when set, sends a transition's records and header together
+	// (WithPipeline).
+	pipe *pipeline
 }
 
 var _ council.Store = (*Store)(nil)
@@ -59,12 +62,17 @@ func NewStore(kv jetstream.KeyValue, opts ...Option) (*Store, error) {
 	if idx == nil {
 		idx = kv
 	}
-	return &Store{kv: kv, idx: idx, codec: events.NewStateCodec(0), log: o.logger, now: o.now}, nil
+	s := &Store{kv: kv, idx: idx, codec: events.NewStateCodec(0), log: o.logger, now: o.now}
+	if o.pipeline != nil {
+		s.pipe = &pipeline{js: o.pipeline, prefix: "$KV." + kv.Bucket() + "."}
+	}
+	return s, nil
 }
 
 // OpenStore returns the Store over the buckets of the topology (WithTopology;
 // Setup creates them): the state in Bucket, the index and the quarantine in
-// IndexBucket.
+// IndexBucket. Where the state bucket has one replica, the store sends a
+// transition's records and header together (WithPipeline).
 func OpenStore(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
 	o, err := newOptions(opts)
 	if err != nil {
@@ -79,7 +87,15 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, opts ...Option) (*St
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: open bucket %s: %w", t.IndexBucket, classify(err))
 	}
-	return NewStore(kv, append(opts, WithIndex(idx))...)
+	opts = append(opts, WithIndex(idx))
+	one, err := pipelinable(ctx, kv)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: open bucket %s: status: %w", t.Bucket, classify(err))
+	}
+	if one {
+		opts = append(opts, WithPipeline(js))
+	}
+	return NewStore(kv, opts...)
 }
 
 // Get returns the deliberation stored under id and its revision. It returns
@@ -134,7 +150,7 @@ func (s *Store) decode(ctx context.Context, id string, value []byte) (*council.D
 // a nil d, a bad id or a d that does not encode, and council.ErrUnavailable
 // when the bucket cannot be written.
 func (s *Store) Create(ctx context.Context, d *council.Deliberation) (uint64, error) {
-	header, err := s.prepare(ctx, d)
+	header, records, err := s.encode(d)
 	if err != nil {
 		return 0, fmt.Errorf("natsjs: create deliberation: %w", err)
 	}
@@ -145,12 +161,9 @@ func (s *Store) Create(ctx context.Context, d *council.Deliberation) (uint64, er
 			return 0, fmt.Errorf("natsjs: create deliberation %s: index: %w: %w", d.ID, council.ErrUnavailable, err)
 		}
 	}
-	rev, err := s.kv.Create(ctx, d.ID, header)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		return 0, fmt.Errorf("natsjs: create deliberation %s: %w", d.ID, council.ErrConflict)
-	case err != nil:
-		return 0, fmt.Errorf("natsjs: create deliberation %s: %w: %w", d.ID, council.ErrUnavailable, err)
+	rev, err := s.write(ctx, d.ID, records, header, 0)
+	if err != nil {
+		return 0, fmt.Errorf("natsjs: create deliberation %s: %w", d.ID, err)
 	}
 	return rev, nil
 }
@@ -164,16 +177,13 @@ func (s *Store) Update(ctx context.Context, d *council.Deliberation, revision ui
 	if d != nil && revision == 0 {
 		return 0, fmt.Errorf("natsjs: update deliberation %s: %w", d.ID, council.Invalidf("revision 0; use Create"))
 	}
-	header, err := s.prepare(ctx, d)
+	header, records, err := s.encode(d)
 	if err != nil {
 		return 0, fmt.Errorf("natsjs: update deliberation: %w", err)
 	}
-	rev, err := s.kv.Update(ctx, d.ID, header, revision)
-	switch {
-	case isRevisionConflict(err):
-		return 0, fmt.Errorf("natsjs: update deliberation %s at revision %d: %w", d.ID, revision, council.ErrConflict)
-	case err != nil:
-		return 0, fmt.Errorf("natsjs: update deliberation %s: %w: %w", d.ID, council.ErrUnavailable, err)
+	rev, err := s.write(ctx, d.ID, records, header, revision)
+	if err != nil {
+		return 0, fmt.Errorf("natsjs: update deliberation %s at revision %d: %w", d.ID, revision, err)
 	}
 	if !d.Owes() {
 		// Owes nothing any more: out of the index. A failure here leaves a
@@ -185,26 +195,55 @@ func (s *Store) Update(ctx context.Context, d *council.Deliberation, revision ui
 	return rev, nil
 }
 
-// prepare encodes d and writes the records its header names that are not
-// stored yet (content-addressed, so an existing key holds the same bytes).
-func (s *Store) prepare(ctx context.Context, d *council.Deliberation) ([]byte, error) {
+// encode checks d and encodes its header and the records the codec does
+// not know to be stored.
+func (s *Store) encode(d *council.Deliberation) ([]byte, []events.StateRecord, error) {
 	if d == nil {
-		return nil, council.Invalidf("nil deliberation")
+		return nil, nil, council.Invalidf("nil deliberation")
 	}
 	if err := checkKey(d.ID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	header, records, err := s.codec.Encode(d)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range records {
-		if _, err := s.kv.Create(ctx, d.ID+"."+r.Key, r.Data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, fmt.Errorf("%s: record %s: %w: %w", d.ID, r.Key, council.ErrUnavailable, err)
+	return s.codec.Encode(d)
+}
+
+// write stores the records of deliberation id and then its header: created
+// when revision is 0 (council.ErrConflict when it exists), else replaced
+// under compare-and-set at revision (council.ErrConflict when another
+// writer won). With a pipeline, records and header go together
+// (writePipelined); without, one at a time, the records first
+// (content-addressed, so an existing key holds the same bytes).
+func (s *Store) write(ctx context.Context, id string, records []events.StateRecord, header []byte, revision uint64) (uint64, error) {
+	var (
+		rev uint64
+		err error
+	)
+	switch {
+	case s.pipe != nil && len(records) > 0 && s.pipe.fits(ctx, s.kv, records, header):
+		rev, err = s.writePipelined(ctx, id, records, header, revision)
+	default:
+		for _, r := range records {
+			if _, err := s.kv.Create(ctx, id+"."+r.Key, r.Data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+				return 0, fmt.Errorf("record %s: %w: %w", r.Key, council.ErrUnavailable, err)
+			}
+		}
+		if revision == 0 {
+			rev, err = s.kv.Create(ctx, id, header)
+		} else {
+			rev, err = s.kv.Update(ctx, id, header, revision)
+		}
+		switch {
+		case isRevisionConflict(err):
+			err = council.ErrConflict
+		case err != nil:
+			err = fmt.Errorf("%w: %w", council.ErrUnavailable, err)
 		}
 	}
-	s.codec.Written(d.ID, records)
-	return header, nil
+	if err != nil {
+		return 0, err
+	}
+	s.codec.Written(id, records)
+	return rev, nil
 }
 
 // List returns every stored deliberation, in no particular order; an empty
