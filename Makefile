@@ -1,12 +1,14 @@
 # council — make help lists the targets.
 SHELL := /bin/bash
-MODULES := shared shared/adapters shared/host events functions/execute functions/generate functions/critique knative cli test
+MODULES := shared shared/adapters shared/host events functions/execute functions/generate functions/critique functions/rayexecutor knative cli test
 GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
 # To compare runs with benchstat: make bench BENCH_COUNT=6 > new.txt
 BENCH_COUNT ?= 1
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count $(BENCH_COUNT)
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(CURDIR)/.cache/bin/golangci-lint
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
 LLM_URL = $(shell scripts/llm-server.sh url)
 RAY_URL = $(shell scripts/ray.sh url)
 
@@ -20,7 +22,7 @@ dev: ## The main job: embedded NATS + the three functions + the local LLM server
 	COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} go run ./cli/cmd/council dev
 
 .PHONY: test
-test: llm-up ray-up ## Run every test of every module (starts the LLM server and Ray, with -race)
+test: llm-up ray-up pyclient ## Run every test of every module (starts the LLM server and Ray, installs the Python gRPC client, with -race)
 	@export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} COUNCIL_RAY_ADDRESS=$${COUNCIL_RAY_ADDRESS:-$(RAY_URL)}; \
 	failed=""; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...) || failed="$$failed $$m"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all modules passed"
@@ -42,6 +44,16 @@ cover: ## Coverage of the domain package; fails below 90 %
 .PHONY: build
 build: ## Build every module alone (GOWORK=off) and vet it
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && GOWORK=off go build ./... && go vet ./...); done
+
+.PHONY: proto
+proto: ## Regenerate the Go code of the old Ray Executor's gRPC contract (protoc from Debian's protobuf-compiler; Go plugins pinned, from the module proxy)
+	@command -v protoc >/dev/null || { echo "proto: protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	GOBIN=$(CURDIR)/.cache/bin go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(CURDIR)/.cache/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	cd functions/rayexecutor && PATH=$(CURDIR)/.cache/bin:$$PATH protoc -I proto \
+		--go_out=. --go_opt=module=council.dev/functions/rayexecutor \
+		--go-grpc_out=. --go-grpc_opt=module=council.dev/functions/rayexecutor \
+		proto/fleet/ray_executor/v1/ray_executor.proto
 
 .PHONY: cli
 cli: ## Build the developer CLI into bin/council (send, watch, status, jobs, stats, dev)
@@ -70,6 +82,10 @@ llm-up: ## Install (prebuilt llama.cpp server wheel, seconds) and start the loca
 .PHONY: llm-down
 llm-down: ## Stop the local LLM server
 	scripts/llm-server.sh stop
+
+.PHONY: pyclient
+pyclient: ## Install grpcio and grpcio-tools (pinned) into .cache/pyclient for the Python-client end-to-end test of the Ray Executor API
+	scripts/pyclient.sh install
 
 .PHONY: ray-up
 ray-up: ## Install and start a local Ray head (dashboard on 127.0.0.1:8265)

@@ -164,6 +164,10 @@ type jobV2 struct {
 	SubmittedAt  time.Time  `json:"submitted_at"`
 	EndedAt      *time.Time `json:"ended_at,omitempty"`
 	Message      string     `json:"message,omitempty"`
+	LogTail      string     `json:"log_tail,omitempty"`
+	LogsRecorded bool       `json:"logs_recorded,omitempty"`
+	Deleted      bool       `json:"deleted,omitempty"`
+	Pool         bool       `json:"pool,omitempty"`
 }
 
 // proposalRecord and critiqueRecord are the records of a proposal and a
@@ -474,6 +478,7 @@ func (e *recordEncoder) header(d *council.Deliberation) (*headerV2, error) {
 		h.Job = &jobV2{
 			SubmissionID: d.Job.SubmissionID, Attempt: d.Job.Attempt, State: string(d.Job.State),
 			SubmittedAt: d.Job.SubmittedAt, EndedAt: timeOrNil(d.Job.EndedAt), Message: d.Job.Message,
+			LogTail: d.Job.LogTail, LogsRecorded: d.Job.LogsRecorded, Deleted: d.Job.Deleted, Pool: d.Job.Pool,
 		}
 	}
 	if d.Result != nil {
@@ -973,6 +978,7 @@ func (h *headerV2) deliberation(get func(string) any) (*council.Deliberation, er
 		d.Job = &council.JobRef{
 			SubmissionID: j.SubmissionID, Attempt: j.Attempt, State: council.JobState(j.State),
 			SubmittedAt: j.SubmittedAt, EndedAt: timeOrZero(j.EndedAt), Message: j.Message,
+			LogTail: j.LogTail, LogsRecorded: j.LogsRecorded, Deleted: j.Deleted, Pool: j.Pool,
 		}
 	}
 	if r := h.Result; r != nil {

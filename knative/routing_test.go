@@ -268,7 +268,8 @@ func TestSweepClock(t *testing.T) {
 }
 
 // TestExecuteSink checks that execute, which fans work out by posting to
-// K_SINK, gets the council broker as its sink from a SinkBinding, and that
+// K_SINK, and rayexecutor, which posts the requests of the old callers
+// there, get the council broker as their sink from a SinkBinding, and that
 // no other function has one (generate and critique answer by reply only).
 func TestExecuteSink(t *testing.T) {
 	for _, dir := range deployables() {
@@ -286,7 +287,7 @@ func TestExecuteSink(t *testing.T) {
 				}
 				bound[subj.Name]++
 			}
-			if diff := cmp.Diff(map[string]int{"execute": 1}, bound); diff != "" {
+			if diff := cmp.Diff(map[string]int{"execute": 1, "rayexecutor": 1}, bound); diff != "" {
 				t.Errorf("SinkBinding subjects (-want +got):\n%s", diff)
 			}
 			if len(m.brokers) != 1 || m.brokers[0].Name != "council" {

@@ -6,7 +6,7 @@
 #   scripts/images.sh resolve  also render knative/overlays/prod with the built images
 #                              (kubectl kustomize | ko resolve) into .cache/images/council-prod.yaml
 #
-# Images: execute, generate, critique and, when functions/execute/cmd/council-agent
+# Images: execute, generate, critique, rayexecutor and, when functions/execute/cmd/council-agent
 # exists, council-agent — each a static Go binary (CGO_ENABLED=0, -trimpath,
 # -ldflags "-s -w", see .ko.yaml) on a distroless base, running as uid 65532.
 #
@@ -139,7 +139,7 @@ push_base() {
 # commands prints the import paths of the images to build.
 commands() {
 	local c
-	for c in execute generate critique; do
+	for c in execute generate critique rayexecutor; do
 		echo "./functions/$c/cmd/$c"
 	done
 	if [[ -d "$ROOT/functions/execute/cmd/council-agent" ]]; then

@@ -16,6 +16,7 @@ require (
 require (
 	council.dev/functions/critique v0.0.0 // indirect
 	council.dev/functions/generate v0.0.0 // indirect
+	council.dev/functions/rayexecutor v0.0.0 // indirect
 	council.dev/shared/host v0.0.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
@@ -34,9 +35,13 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+	google.golang.org/grpc v1.85.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 replace (
@@ -45,6 +50,7 @@ replace (
 	council.dev/functions/critique => ../functions/critique
 	council.dev/functions/execute => ../functions/execute
 	council.dev/functions/generate => ../functions/generate
+	council.dev/functions/rayexecutor => ../functions/rayexecutor
 	council.dev/shared => ../shared
 	council.dev/shared/adapters => ../shared/adapters
 	council.dev/shared/host => ../shared/host

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -135,13 +136,28 @@ func TestRayBackendEndToEnd(t *testing.T) {
 		info, err = s.Ray.Get(context.Background(), sid)
 		return err == nil && info.State == council.JobSucceeded
 	})
-	logs, _ := s.Ray.Logs(context.Background(), sid)
-	if !strings.Contains(logs, "council-agent: deliberation "+id+" completed: winner ") {
-		t.Errorf("the job's last log line does not report the outcome:\n%s", tail(logs, 5))
+	// Once its outcome and the end of its logs are recorded, the job is
+	// deleted from Ray (JobDeleteAfter after it ended), never submitted
+	// twice.
+	var d *council.Deliberation
+	eventually(t, time.Minute, "job "+sid+" deleted from Ray with its logs recorded", func() bool {
+		d, _, err = s.Store.Get(context.Background(), id)
+		return err == nil && d.Job != nil && d.Job.Deleted
+	})
+	if !strings.Contains(d.Job.LogTail, "council-agent: deliberation "+id+" completed: winner ") {
+		t.Errorf("the recorded end of the job's logs does not report the outcome:\n%s", d.Job.LogTail)
 	}
-	d, _, err := s.Store.Get(context.Background(), id)
+	if _, err := s.Ray.Get(context.Background(), sid); !errors.Is(err, council.ErrNotFound) {
+		t.Errorf("job %s after its deletion: %v, want not found", sid, err)
+	}
+	jobs, err := s.Ray.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if strings.HasPrefix(j.SubmissionID, id) {
+			t.Errorf("Ray still lists job %s (%s) of deliberation %s", j.SubmissionID, j.State, id)
+		}
 	}
 	ms := func(a, b time.Time) time.Duration { return b.Sub(a).Round(time.Millisecond) }
 	t.Logf("ray backend, 3 agents, 1 round: completed event %s after sending (deliberation %s, %d tokens); "+
@@ -339,6 +355,11 @@ func TestRestartKeepsStatusStatsAndJobs(t *testing.T) {
 	for _, id := range ids {
 		awaitEvent(t, s, id)
 	}
+	// The end is counted right after its event is sent: wait for both.
+	eventually(t, 30*time.Second, "both ends counted", func() bool {
+		var st execute.ServiceStatus
+		return get(t, second.QueryHandler(), "/status", &st) == 200 && st.Stats != nil && st.Stats.Completed == 2
+	})
 	// A third instance over the same state, and the restarted one, agree;
 	// asking again counts nothing twice.
 	third, err := execute.New(s.Store, s.Publisher)
@@ -391,9 +412,4 @@ func TestRestartKeepsStatusStatsAndJobs(t *testing.T) {
 	if get(t, third.QueryHandler(), "/jobs", &none); len(none) != 0 {
 		t.Errorf("active jobs after both ended: %+v", none)
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -8,7 +8,9 @@
 // variables their commands read (TestFunctionsAreBuiltLikeTheImages).
 // With Config.RayAddress, execute runs backend ray requests as Ray jobs of a
 // council-agent binary built into Config.AgentDir; with Config.Legacy, the
-// end of every deliberation is also published on the old fleet's subjects.
+// end of every deliberation is also published on the old fleet's subjects;
+// with Config.RayExecutorAddr, the old Ray Executor's gRPC API is served
+// too (the rayexecutor function).
 package stack
 
 import (
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +32,7 @@ import (
 	"council.dev/functions/critique"
 	"council.dev/functions/execute"
 	"council.dev/functions/generate"
+	"council.dev/functions/rayexecutor"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/rayjobs"
 	"council.dev/shared/council"
@@ -68,10 +72,27 @@ type Config struct {
 	// AgentDir is a directory holding a built council-agent binary, the
 	// job's working directory (required with RayAddress).
 	AgentDir string
+	// RayPool, when above 0, runs backend ray in the warm pool: at least
+	// this many Ray jobs of council-agent workers (COUNCIL_RAY_POOL), up
+	// to RayPoolMax, each running RayPoolWorkers deliberations at once; a
+	// silent worker loses its deliberation after RayPoolAckWait.
+	RayPool, RayPoolMax, RayPoolWorkers int
+	RayPoolAckWait                      time.Duration
 	// Legacy turns on the compatibility publisher: the end of every
 	// deliberation is also published on the old fleet's agent.response.*
 	// subjects, stream AGENT_RESPONSES (COUNCIL_LEGACY_SUBJECTS).
 	Legacy bool
+	// RayExecutorAddr, when set, is the listen address of the old Ray
+	// Executor's gRPC API (the rayexecutor function, h2c), e.g.
+	// "127.0.0.1:50056" or "127.0.0.1:0" for a free port; Stack.RayExecutorAddr
+	// is where it listens.
+	RayExecutorAddr string
+	// RayExecutorWindow is the façade's idempotency window (0: its default,
+	// 10 minutes; COUNCIL_RAYEXECUTOR_WINDOW).
+	RayExecutorWindow time.Duration
+	// RayExecutorMaxTokens caps each completion of what the façade submits
+	// (0: council's default; COUNCIL_RAYEXECUTOR_MAX_TOKENS).
+	RayExecutorMaxTokens int
 }
 
 // Stack is a running local council.
@@ -84,6 +105,9 @@ type Stack struct {
 	URL       string
 	// Ray is the client of the Ray cluster; nil without Config.RayAddress.
 	Ray *rayjobs.Client
+	// RayExecutorAddr is where the old Ray Executor's gRPC API listens
+	// (host:port); empty without Config.RayExecutorAddr.
+	RayExecutorAddr string
 
 	srv    *server.Server
 	cancel context.CancelFunc
@@ -212,6 +236,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			}
 		}()
 	}
+	if cfg.RayExecutorAddr != "" {
+		if err := s.startRayExecutor(runCtx, cfg, log.With("function", "rayexecutor")); err != nil {
+			return nil, err
+		}
+	}
 	if every := cfg.SweepEvery; every >= 0 {
 		if every == 0 {
 			every = 2 * time.Second
@@ -220,6 +249,39 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		go s.sweep(runCtx, every)
 	}
 	return s, nil
+}
+
+// startRayExecutor serves the rayexecutor function (built by
+// rayexecutor.FromConfig, as its command builds it) on cfg.RayExecutorAddr
+// until ctx ends.
+func (s *Stack) startRayExecutor(ctx context.Context, cfg Config, log *slog.Logger) error {
+	set, err := rayexecutor.LoadSettings(func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	if cfg.RayExecutorWindow > 0 {
+		set.Window = cfg.RayExecutorWindow
+	}
+	set.MaxTokens = cfg.RayExecutorMaxTokens
+	fn, err := rayexecutor.FromConfig(ctx, s.config, set, rayexecutor.Deps{JS: s.JS, Logger: log, Completer: s.completer})
+	if err != nil {
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.RayExecutorAddr)
+	if err != nil {
+		return fmt.Errorf("stack: rayexecutor: %w", err)
+	}
+	h := rayexecutor.NewHandler(log)
+	h.Ready(rayexecutor.NewGRPCServer(fn))
+	s.RayExecutorAddr = ln.Addr().String()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := rayexecutor.Serve(ctx, ln, h); err != nil && !errors.Is(err, context.Canceled) {
+			s.fail(fmt.Errorf("stack: rayexecutor: %w", err))
+		}
+	}()
+	return nil
 }
 
 // executeConcurrency is how many events execute handles at once: short
@@ -395,6 +457,14 @@ func hostConfig(cfg Config, natsURL string) (host.Config, error) {
 	if cfg.RayAddress != "" {
 		env["COUNCIL_RAY_ADDRESS"] = cfg.RayAddress
 		env["COUNCIL_RAY_AGENT_DIR"] = cfg.AgentDir
+		for k, v := range map[string]int{"COUNCIL_RAY_POOL": cfg.RayPool, "COUNCIL_RAY_POOL_MAX": cfg.RayPoolMax, "COUNCIL_RAY_POOL_WORKERS": cfg.RayPoolWorkers} {
+			if v > 0 {
+				env[k] = strconv.Itoa(v)
+			}
+		}
+		if cfg.RayPoolAckWait > 0 {
+			env["COUNCIL_RAY_POOL_ACK_WAIT"] = cfg.RayPoolAckWait.String()
+		}
 	}
 	if cfg.Legacy {
 		env["COUNCIL_LEGACY_SUBJECTS"] = "true"

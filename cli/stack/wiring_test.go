@@ -39,7 +39,7 @@ func TestFunctionsAreBuiltLikeTheImages(t *testing.T) {
 	if !stack["host.LoadConfig"] {
 		t.Error("stack.go does not parse its configuration with host.LoadConfig")
 	}
-	for _, fn := range []string{"execute", "generate", "critique"} {
+	for _, fn := range []string{"execute", "generate", "critique", "rayexecutor"} {
 		cmd := calls(t, filepath.Join(root, "functions", fn, "cmd", fn, "main.go"))
 		for name, c := range map[string]map[string]bool{"stack.go": stack, fn + "'s main.go": cmd} {
 			if !c[fn+".FromConfig"] {

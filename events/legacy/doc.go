@@ -12,8 +12,14 @@
 // Nats-Msg-Id, so a re-publish is a duplicate the stream drops), the
 // deliberation id as correlation id, the role as a plain string, the score
 // and rank of council's ranking, and a deliberation where every agent failed
-// is reported with agent.response.failed only. See
-// docs/adr/0005-legacy-subjects.md.
+// is reported with agent.response.failed only. Next to the envelope, at its
+// top level, each message repeats what the pre-envelope consumers (the
+// Orchestrator's collector and pull consumer) read there: task_id,
+// agent_id, role, story_id, num_agents, output, and error, error_type on
+// failures; routing by task_type ignores case, '-' and '_'; a task
+// derivation carries story_id, plan_id and result.proposal. See
+// docs/adr/0005-legacy-subjects.md and docs/legacy-consumers.md (what each
+// old consumer reads; package legacytest reads messages as they do).
 //
 // [Messages] is the pure mapping (ended deliberation → messages, the body of
 // each the envelope as JSON); its JSON Schema is

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"council.dev/shared/council"
@@ -39,6 +40,11 @@ const (
 const (
 	TaskTypeBacklogReview  = "BACKLOG_REVIEW_ROLE"
 	TaskTypeTaskExtraction = "TASK_EXTRACTION"
+	// TaskTypeTaskDerivation marks a task derivation: its completed
+	// response also carries story_id, plan_id and result.proposal.
+	TaskTypeTaskDerivation = "TASK_DERIVATION"
+	// taskTypeBacklogReviewBare is what some callers write for a review.
+	taskTypeBacklogReviewBare = "BACKLOG_REVIEW"
 )
 
 // Values of error_type in agent.response.failed.
@@ -75,12 +81,14 @@ func IdempotencyKey(eventType, deliberation, agent string) string {
 }
 
 // CompletedSubject returns the subject of the completed responses of t:
-// by Constraints.Metadata["task_type"] as the old publisher routed
-// (BACKLOG_REVIEW_ROLE, TASK_EXTRACTION, anything else generic); without a
-// task_type, by kind (backlog_review, task_extraction; the others generic).
+// by Constraints.Metadata["task_type"] as the old publisher routed, but
+// in any case and with '-' or '_' (BACKLOG_REVIEW_ROLE, backlog_review,
+// backlog-review; TASK_EXTRACTION, task_extraction, task-extraction;
+// anything else generic); without a task_type, by kind (backlog_review,
+// task_extraction; the others generic).
 func CompletedSubject(t council.Task) string {
-	switch t.Constraints.Metadata["task_type"] {
-	case TaskTypeBacklogReview:
+	switch TaskType(t) {
+	case TaskTypeBacklogReview, taskTypeBacklogReviewBare:
 		return SubjectCompletedBacklogReview
 	case TaskTypeTaskExtraction:
 		return SubjectCompletedTaskExtraction
@@ -95,7 +103,43 @@ func CompletedSubject(t council.Task) string {
 	return SubjectCompleted
 }
 
-// envelope is the fleet's EventEnvelope (ORIGINAL.md §2.4).
+// TaskType returns t's metadata task_type normalised: upper case, '-' as
+// '_' ("backlog-review" → "BACKLOG_REVIEW"); "" when absent.
+func TaskType(t council.Task) string {
+	return strings.ReplaceAll(strings.ToUpper(strings.TrimSpace(t.Constraints.Metadata["task_type"])), "-", "_")
+}
+
+// isDerivation reports whether t is a task derivation: by task_type
+// TASK_DERIVATION, or by kind when there is no task_type.
+func isDerivation(t council.Task) bool {
+	if tt := TaskType(t); tt != "" {
+		return tt == TaskTypeTaskDerivation
+	}
+	return t.Kind == council.KindTaskDerivation
+}
+
+// StoryID returns the story of t: its story_id, else metadata story_id,
+// else the story-{id} segment of a ceremony task id; "" when none.
+func StoryID(t council.Task) string {
+	if t.Constraints.StoryID != "" {
+		return t.Constraints.StoryID
+	}
+	if v := t.Constraints.Metadata["story_id"]; v != "" {
+		return v
+	}
+	for part := range strings.SplitSeq(t.ID, ":") {
+		if v, ok := strings.CutPrefix(part, "story-"); ok && v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// envelope is the fleet's EventEnvelope (ORIGINAL.md §2.4) plus, at the
+// top level, the fields the pre-envelope consumers read there (the
+// Orchestrator's collector and pull consumer): task_id, agent_id, role,
+// story_id, num_agents, output, and error, error_type on failures; its
+// own timestamp serves them too. The strict envelope parser ignores them.
 type envelope struct {
 	EventType      string            `json:"event_type"`
 	Payload        any               `json:"payload"`
@@ -104,6 +148,31 @@ type envelope struct {
 	Timestamp      string            `json:"timestamp"`
 	Producer       string            `json:"producer"`
 	Metadata       map[string]string `json:"metadata"`
+
+	TaskID    string  `json:"task_id"`
+	AgentID   string  `json:"agent_id"`
+	Role      string  `json:"role"`
+	StoryID   string  `json:"story_id"`
+	NumAgents int     `json:"num_agents"`
+	Output    *output `json:"output,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	ErrorType string  `json:"error_type,omitempty"`
+}
+
+// top is what a message repeats at the top level of its envelope.
+type top struct {
+	agentID, role    string
+	output           *output
+	error, errorType string
+}
+
+// output is the top-level output the Orchestrator's AgentCompletedResponse
+// reads duration_ms and checks_passed from.
+type output struct {
+	DurationMS int64 `json:"duration_ms"`
+	// ChecksPassed is always true: council runs no checks of its own
+	// (the old consumers' default when absent).
+	ChecksPassed bool `json:"checks_passed"`
 }
 
 // completed is the payload of agent.response.completed: the old
@@ -125,6 +194,23 @@ type completed struct {
 	Scored         bool    `json:"scored"`
 	Rank           int     `json:"rank"`
 	DeliberationID string  `json:"deliberation_id"`
+	// Trigger is the caller's metadata trigger, when it sent one (the
+	// planning-ceremony processor advances a ceremony by it).
+	Trigger string `json:"trigger,omitempty"`
+}
+
+// derivation is the payload of a task derivation's agent.response.completed:
+// the completed fields plus what the planning service's task-derivation
+// consumer reads (story_id, plan_id, result.proposal as a string).
+type derivation struct {
+	completed
+	StoryID string           `json:"story_id"`
+	PlanID  string           `json:"plan_id"`
+	Result  derivationResult `json:"result"`
+}
+
+type derivationResult struct {
+	Proposal string `json:"proposal"`
 }
 
 // extraction is the payload of agent.response.completed.task-extraction:
@@ -163,6 +249,7 @@ type failed struct {
 	Success        bool              `json:"success"`
 	Error          string            `json:"error"`
 	ErrorType      string            `json:"error_type"`
+	StoryID        string            `json:"story_id"`
 	NumAgents      int               `json:"num_agents"`
 	Timestamp      string            `json:"timestamp"`
 	Metadata       map[string]string `json:"metadata"`
@@ -262,17 +349,25 @@ func (m mapper) completed(rk council.Ranked) (Message, error) {
 			Metadata: m.metadata(),
 		},
 		Score: rk.Score, Scored: rk.Scored, Rank: rk.Rank, DeliberationID: d.ID,
+		Trigger: c.Metadata["trigger"],
 	}
 	subject := CompletedSubject(d.Task)
 	var payload any = body
-	if subject == SubjectCompletedTaskExtraction {
+	switch {
+	case subject == SubjectCompletedTaskExtraction:
 		payload = extraction{
 			completed: body, Tasks: tasksOf(p.Content),
 			StoryID: m.metaValue("story_id", c.StoryID), CeremonyID: m.metaValue("ceremony_id", ""),
 			ValidatedAt: m.now.UTC().Format(timeLayout),
 		}
+	case isDerivation(d.Task):
+		payload = derivation{
+			completed: body, StoryID: StoryID(d.Task), PlanID: c.PlanID, Result: derivationResult{Proposal: p.Content},
+		}
 	}
-	return m.message(subject, EventCompleted, p.AgentID, payload)
+	return m.message(subject, EventCompleted, payload, top{
+		agentID: p.AgentID, role: role, output: &output{DurationMS: body.DurationMS, ChecksPassed: true},
+	})
 }
 
 func (m mapper) failed(agentID, reason, errorType string) (Message, error) {
@@ -280,22 +375,24 @@ func (m mapper) failed(agentID, reason, errorType string) (Message, error) {
 	agent, _ := d.Agent(agentID)
 	body := failed{
 		TaskID: d.Task.ID, AgentID: agentID, Role: agent.Role, Status: string(council.StatusFailed),
-		Error: reason, ErrorType: errorType, NumAgents: len(d.Task.Agents),
+		Error: reason, ErrorType: errorType, StoryID: StoryID(d.Task), NumAgents: len(d.Task.Agents),
 		Timestamp: m.ended.UTC().Format(timeLayout), Metadata: map[string]string{"task_id": d.Task.ID},
 		DeliberationID: d.ID,
 	}
-	return m.message(SubjectFailed, EventFailed, agentID, body)
+	return m.message(SubjectFailed, EventFailed, body, top{agentID: agentID, role: agent.Role, error: reason, errorType: errorType})
 }
 
-func (m mapper) message(subject, eventType, agentID string, payload any) (Message, error) {
-	key := IdempotencyKey(eventType, m.d.ID, agentID)
+func (m mapper) message(subject, eventType string, payload any, t top) (Message, error) {
+	key := IdempotencyKey(eventType, m.d.ID, t.agentID)
 	b, err := json.Marshal(envelope{
 		EventType: eventType, Payload: payload, IdempotencyKey: key,
 		CorrelationID: m.d.ID, Timestamp: m.now.UTC().Format(timeLayout), Producer: m.producer,
 		Metadata: map[string]string{"deliberation_id": m.d.ID, "kind": string(m.d.Task.Kind)},
+		TaskID:   m.d.Task.ID, AgentID: t.agentID, Role: t.role, StoryID: StoryID(m.d.Task),
+		NumAgents: len(m.d.Task.Agents), Output: t.output, Error: t.error, ErrorType: t.errorType,
 	})
 	if err != nil {
-		return Message{}, fmt.Errorf("legacy: encode %s of %s for %s: %w", eventType, m.d.ID, agentID, err)
+		return Message{}, fmt.Errorf("legacy: encode %s of %s for %s: %w", eventType, m.d.ID, t.agentID, err)
 	}
 	return Message{Subject: subject, ID: key, Body: b}, nil
 }

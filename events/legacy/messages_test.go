@@ -391,6 +391,10 @@ func TestSchemaRejectsWhatTheConsumersCannotRead(t *testing.T) {
 		{"tasks on the generic subject", "completed", func(env map[string]any) { payload(env)["tasks"] = []any{} }, "field payload.validated_at is required"},
 		{"extraction without tasks", "extraction", func(env map[string]any) { delete(payload(env), "tasks") }, "field payload.tasks is required"},
 		{"failure with constraints", "failed", func(env map[string]any) { payload(env)["constraints"] = map[string]any{} }, `unknown field "constraints" in payload`},
+		{"failure without a top-level story_id", "failed", func(env map[string]any) { delete(env, "story_id") }, "story_id is required"},
+		{"no top-level task_id", "completed", func(env map[string]any) { delete(env, "task_id") }, "task_id is required"},
+		{"completed without output", "completed", func(env map[string]any) { delete(env, "output") }, "output is required"},
+		{"failure without error", "failed", func(env map[string]any) { delete(env, "error") }, "error is required"},
 		{"unknown error type", "failed", func(env map[string]any) { payload(env)["error_type"] = "RuntimeError" }, "field payload.error_type: value must be one of"},
 	} {
 		var env map[string]any
@@ -459,7 +463,13 @@ func TestCompletedSubject(t *testing.T) {
 		{council.KindTaskExtraction, "TASK_EXTRACTION", legacy.SubjectCompletedTaskExtraction},
 		{council.KindTaskDerivation, "", legacy.SubjectCompleted},
 		{council.KindTaskDerivation, "TASK_DERIVATION", legacy.SubjectCompleted},
-		{council.KindDeliberation, "task_extraction", legacy.SubjectCompleted}, // exact match, as before
+		// task_type in any case, with '-' or '_' (the old callers wrote both).
+		{council.KindDeliberation, "task_extraction", legacy.SubjectCompletedTaskExtraction},
+		{council.KindDeliberation, "task-extraction", legacy.SubjectCompletedTaskExtraction},
+		{council.KindDeliberation, "backlog_review", legacy.SubjectCompletedBacklogReview},
+		{council.KindDeliberation, "backlog-review", legacy.SubjectCompletedBacklogReview},
+		{council.KindDeliberation, "Backlog_Review_Role", legacy.SubjectCompletedBacklogReview},
+		{council.KindTaskExtraction, "task_derivation", legacy.SubjectCompleted},
 	} {
 		task := council.Task{Kind: tc.kind}
 		if tc.taskType != "" {

@@ -51,6 +51,18 @@ type Agent struct {
 // returns an error wrapping council.ErrUnavailable when the state cannot be
 // read or written.
 func (a *Agent) Run(ctx context.Context, id string, task council.Task) (*council.Deliberation, error) {
+	return a.run(ctx, id, &task)
+}
+
+// RunStored runs the stored deliberation id, on the task stored with it
+// (what a job or a pool worker gets is the id only). It returns an error
+// wrapping council.ErrInvalid when no deliberation id is stored; otherwise
+// as Run.
+func (a *Agent) RunStored(ctx context.Context, id string) (*council.Deliberation, error) {
+	return a.run(ctx, id, nil)
+}
+
+func (a *Agent) run(ctx context.Context, id string, task *council.Task) (*council.Deliberation, error) {
 	if a.Store == nil || a.Emitter == nil || a.LLM == nil {
 		return nil, errors.New("execute: agent: a Store, an Emitter and an LLM are required")
 	}
@@ -80,14 +92,14 @@ func (a *Agent) Run(ctx context.Context, id string, task council.Task) (*council
 		return stored, outbox.Flush(ctx, stored, rev)
 	}
 
-	local := task
+	local := stored.Task
 	local.Backend = council.BackendFunctions // so that New creates the work
 	d, err := council.New(id, local, stored.StartedAt)
 	if err != nil {
 		return nil, err
 	}
 	d.Deadline = stored.Deadline
-	log.Info("deliberation running", "deliberation", id, "task_id", task.ID, "agents", len(task.Agents),
+	log.Info("deliberation running", "deliberation", id, "task_id", local.ID, "agents", len(local.Agents),
 		"deadline", d.Deadline)
 	engine := council.Engine{LLM: a.LLM, Tokens: a.Tokens, Now: now}
 	if err := engine.Run(ctx, d); err != nil {
@@ -107,8 +119,9 @@ func (a *Agent) Run(ctx context.Context, id string, task council.Task) (*council
 }
 
 // load returns the stored deliberation id, storing a new one of task when
-// there is none.
-func (a *Agent) load(ctx context.Context, id string, task council.Task, now time.Time) (*council.Deliberation, uint64, error) {
+// there is none (an agent started by hand); without a task, none stored is
+// an error wrapping council.ErrInvalid.
+func (a *Agent) load(ctx context.Context, id string, task *council.Task, now time.Time) (*council.Deliberation, uint64, error) {
 	d, rev, err := a.Store.Get(ctx, id)
 	if !errors.Is(err, council.ErrNotFound) {
 		if err != nil {
@@ -116,8 +129,12 @@ func (a *Agent) load(ctx context.Context, id string, task council.Task, now time
 		}
 		return d, rev, nil
 	}
-	task.Backend = council.BackendRay
-	if d, err = council.New(id, task, now); err != nil {
+	if task == nil {
+		return nil, 0, council.Invalidf("execute: agent: no deliberation %s is stored", id)
+	}
+	t := *task
+	t.Backend = council.BackendRay
+	if d, err = council.New(id, t, now); err != nil {
 		return nil, 0, err
 	}
 	rev, err = a.Store.Create(ctx, d)
@@ -131,40 +148,49 @@ func (a *Agent) load(ctx context.Context, id string, task council.Task, now time
 }
 
 // JobRequest reads the request of a council-agent job from its environment
-// (getenv): the deliberation.requested event from COUNCIL_REQUEST (base64
-// of the structured JSON event) or from the file COUNCIL_REQUEST_FILE names
-// (relative to dir, the job's working directory), decoded and validated, and
-// the deliberation id from COUNCIL_DELIBERATION_ID (derived from the event's
-// source and id when unset). Errors wrap council.ErrInvalid.
-func JobRequest(getenv func(string) string, dir string) (id string, task council.Task, err error) {
+// (getenv): the deliberation id from COUNCIL_DELIBERATION_ID and, for a job
+// started by hand, the deliberation.requested event from COUNCIL_REQUEST
+// (base64 of the structured JSON event) or from the file
+// COUNCIL_REQUEST_FILE names (relative to dir), decoded and validated. The
+// jobs execute submits carry the id only: task is nil, and the job reads
+// the task from the stored state (Agent.RunStored). With an event and no
+// id, the id is derived from the event's source and id. Errors wrap
+// council.ErrInvalid.
+func JobRequest(getenv func(string) string, dir string) (id string, task *council.Task, err error) {
+	id = strings.TrimSpace(getenv(EnvDeliberationID))
 	var body []byte
 	switch enc, file := strings.TrimSpace(getenv(EnvRequest)), strings.TrimSpace(getenv(EnvRequestFile)); {
 	case enc != "":
 		if body, err = base64.StdEncoding.DecodeString(enc); err != nil {
-			return "", council.Task{}, council.Invalidf("%s is not base64: %v", EnvRequest, err)
+			return "", nil, council.Invalidf("%s is not base64: %v", EnvRequest, err)
 		}
 	case file != "":
 		if !filepath.IsAbs(file) {
 			file = filepath.Join(dir, file)
 		}
 		if body, err = os.ReadFile(file); err != nil {
-			return "", council.Task{}, council.Invalidf("%s: %v", EnvRequestFile, err)
+			return "", nil, council.Invalidf("%s: %v", EnvRequestFile, err)
 		}
+	case id != "":
+		if err := council.CheckDeliberationID(id); err != nil {
+			return "", nil, fmt.Errorf("%s: %w", EnvDeliberationID, err)
+		}
+		return id, nil, nil
 	default:
-		return "", council.Task{}, council.Invalidf("no request: set %s or %s", EnvRequest, EnvRequestFile)
+		return "", nil, council.Invalidf("no request: set %s (the jobs execute submits), or %s or %s", EnvDeliberationID, EnvRequest, EnvRequestFile)
 	}
 	e, err := events.DecodeStructured(body)
 	if err != nil {
-		return "", council.Task{}, fmt.Errorf("the request: %w", err)
+		return "", nil, fmt.Errorf("the request: %w", err)
 	}
-	if task, err = events.DecodeRequest(e); err != nil {
-		return "", council.Task{}, err
+	t, err := events.DecodeRequest(e)
+	if err != nil {
+		return "", nil, err
 	}
-	id = strings.TrimSpace(getenv(EnvDeliberationID))
 	if id == "" {
 		id = council.DeliberationID(e.Source(), e.ID())
 	}
-	return id, task, nil
+	return id, &t, nil
 }
 
 // Summary is the one-line outcome of deliberation d, for logs:

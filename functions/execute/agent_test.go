@@ -38,19 +38,22 @@ func TestJobRequest(t *testing.T) {
 	badBody, _ := json.Marshal(bad)
 
 	for _, tc := range []struct {
-		name   string
-		env    map[string]string
-		wantID string
-		err    string
+		name     string
+		env      map[string]string
+		wantID   string
+		err      string
+		fromEnvs bool // the job started by hand: the task is in the environment
 	}{
-		{"env", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString(body), execute.EnvDeliberationID: "dlb-1"}, "dlb-1", ""},
-		{"file relative to the working dir", map[string]string{execute.EnvRequestFile: "req.json", execute.EnvDeliberationID: "dlb-2"}, "dlb-2", ""},
-		{"id derived from the event", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString(body)}, derived, ""},
-		{"no request", map[string]string{}, "", "no request"},
-		{"not base64", map[string]string{execute.EnvRequest: "{not base64"}, "", "not base64"},
-		{"missing file", map[string]string{execute.EnvRequestFile: "nope.json"}, "", "nope.json"},
-		{"not an event", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString([]byte("[1]"))}, "", "not a structured CloudEvent"},
-		{"invalid task", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString(badBody)}, "", "agents"},
+		{"id only (the jobs execute submits)", map[string]string{execute.EnvDeliberationID: "dlb-0"}, "dlb-0", "", false},
+		{"bad id", map[string]string{execute.EnvDeliberationID: "a.*.>"}, "", "a.*.>", false},
+		{"env", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString(body), execute.EnvDeliberationID: "dlb-1"}, "dlb-1", "", true},
+		{"file relative to the working dir", map[string]string{execute.EnvRequestFile: "req.json", execute.EnvDeliberationID: "dlb-2"}, "dlb-2", "", true},
+		{"id derived from the event", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString(body)}, derived, "", true},
+		{"no request", map[string]string{}, "", "no request", false},
+		{"not base64", map[string]string{execute.EnvRequest: "{not base64"}, "", "not base64", false},
+		{"missing file", map[string]string{execute.EnvRequestFile: "nope.json"}, "", "nope.json", false},
+		{"not an event", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString([]byte("[1]"))}, "", "not a structured CloudEvent", false},
+		{"invalid task", map[string]string{execute.EnvRequest: base64.StdEncoding.EncodeToString(badBody)}, "", "agents", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id, task, err := execute.JobRequest(func(k string) string { return tc.env[k] }, dir)
@@ -66,7 +69,16 @@ func TestJobRequest(t *testing.T) {
 			if id != tc.wantID {
 				t.Errorf("id %q, want %q", id, tc.wantID)
 			}
-			if diff := cmp.Diff(want, task); diff != "" {
+			if !tc.fromEnvs {
+				if task != nil {
+					t.Errorf("task %v, want none (read from the stored state)", task)
+				}
+				return
+			}
+			if task == nil {
+				t.Fatal("no task, want the one in the environment")
+			}
+			if diff := cmp.Diff(want, *task); diff != "" {
 				t.Errorf("task (-want +got):\n%s", diff)
 			}
 		})

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -67,6 +68,11 @@ type Function struct {
 	legacy legacyPublisher
 	// timer fires each deliberation's deadline; nil leaves it to the sweep.
 	timer council.Timer
+	// pool, when set, runs backend ray in the warm pool (WithRayPool);
+	// poolChecked is when its jobs were last checked (poolGrow).
+	pool        *RayPool
+	poolMu      sync.Mutex
+	poolChecked time.Time
 	// maxEvent is the broker's largest message (0: unknown).
 	maxEvent int64
 }
@@ -174,6 +180,9 @@ func New(store council.Store, emitter council.Emitter, opts ...Option) (*Functio
 	if f.jobs != nil {
 		f.job = f.job.withDefaults()
 	}
+	if f.pool != nil && f.jobs == nil {
+		return nil, errors.New("execute: new: a ray pool needs a job runner (WithJobRunner) to run its jobs")
+	}
 	var err error
 	if f.outbox, err = NewOutbox(store, emitter, f.source, f.now, f.log); err != nil {
 		return nil, err
@@ -263,9 +272,7 @@ func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, er
 	}
 	if f.timer != nil && !d.Status.Terminal() {
 		// Set again on a retried request: the same id, a duplicate.
-		tick := events.NewTick(f.source, id+".deadline", f.now())
-		tick.Subject = id
-		if err := f.timer.At(ctx, d.Deadline, tick); err != nil {
+		if err := f.timer.At(ctx, d.Deadline, f.tickOf(id, "deadline")); err != nil {
 			return nil, fmt.Errorf("execute: deadline timer of %s: %w", id, err)
 		}
 	}
@@ -316,6 +323,14 @@ func (f *Function) sweepOne(ctx context.Context, id string) error {
 	})
 }
 
+// tickOf is the sweep.tick a timer sends for deliberation id: the sweep
+// then checks that one only. why tells ticks of one deliberation apart.
+func (f *Function) tickOf(id, why string) council.Envelope {
+	tick := events.NewTick(f.source, id+"."+why, f.now())
+	tick.Subject = id
+	return tick
+}
+
 // Sweep checks every deliberation that owes something (the store's
 // index, not everything kept): deadlines (timeout_seconds), requests
 // unanswered for too long (sent again), outboxes left by a crash, and the
@@ -327,6 +342,9 @@ func (f *Function) Sweep(ctx context.Context) error {
 		return fmt.Errorf("execute: sweep: %w", err)
 	}
 	var errs []error
+	if err := f.EnsurePool(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, d := range all {
 		if d.Task.Backend == council.BackendRay && f.jobs != nil {
 			var err error

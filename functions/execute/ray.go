@@ -2,34 +2,30 @@ package execute
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"council.dev/events"
 	"council.dev/shared/council"
 )
 
 // The environment of a council-agent job, besides the COUNCIL_* variables
 // of the host configuration (NATS URL, LLM URL and model, ...).
 const (
-	// EnvRequest holds the deliberation.requested event, a structured
-	// CloudEvent in JSON, base64-encoded.
-	EnvRequest = "COUNCIL_REQUEST"
-	// EnvRequestFile names a file, relative to the job's working directory,
-	// that holds the deliberation.requested event (structured JSON); execute
-	// uses it for a request too large for an environment variable.
-	EnvRequestFile = "COUNCIL_REQUEST_FILE"
-	// EnvDeliberationID holds the id of the deliberation the job runs.
+	// EnvDeliberationID holds the id of the deliberation the job runs:
+	// all a job execute submits is told (it reads the task from the state).
 	EnvDeliberationID = "COUNCIL_DELIBERATION_ID"
+	// EnvRequest holds, for a job started by hand, the
+	// deliberation.requested event, a structured CloudEvent in JSON,
+	// base64-encoded.
+	EnvRequest = "COUNCIL_REQUEST"
+	// EnvRequestFile names, for a job started by hand, a file relative to
+	// the job's working directory that holds the deliberation.requested
+	// event (structured JSON).
+	EnvRequestFile = "COUNCIL_REQUEST_FILE"
 )
 
 // Defaults of a JobTemplate.
@@ -37,11 +33,6 @@ const (
 	DefaultEntrypoint  = "./council-agent"
 	DefaultResultGrace = 30 * time.Second
 	DefaultLogLines    = 20
-	// requestFile is the name of the request file in a job's working directory.
-	requestFile = "council-request.json"
-	// maxEnvRequest bounds COUNCIL_REQUEST: Linux refuses a single
-	// environment string over 128 KiB.
-	maxEnvRequest = 96 << 10
 	// maxLogTail bounds the log lines quoted in a failure reason.
 	maxLogTail = 4 << 10
 )
@@ -102,26 +93,55 @@ func WithJobRunner(runner council.JobRunner, spec JobTemplate) Option {
 // SubmissionID is the Ray submission id of attempt (from 1) of deliberation id.
 func SubmissionID(id string, attempt int) string { return fmt.Sprintf("%s-%d", id, attempt) }
 
-// ensureJob submits the first job of d unless d has one or has ended.
+// ensureJob submits the first job of d unless d has one or has ended; a
+// job recorded as being submitted (a crash or an error in between) is
+// submitted again under the same submission id, which finds it if the
+// cluster has it.
 func (f *Function) ensureJob(ctx context.Context, d *council.Deliberation) (*council.Deliberation, error) {
-	if d.Status.Terminal() || d.Job != nil {
-		return d, nil
+	if (d.Job == nil && f.pool != nil) || (d.Job != nil && d.Job.Pool) {
+		if f.pool == nil {
+			return d, nil // queued by a pool execute no longer runs: its deadline ends it
+		}
+		return f.ensurePoolRun(ctx, d)
 	}
-	return f.submitJob(ctx, d, 1)
+	switch {
+	case d.Status.Terminal():
+		return d, nil
+	case d.Job == nil:
+		return f.submitJob(ctx, d, 1)
+	case d.Job.State == council.JobSubmitting:
+		return f.submitJob(ctx, d, d.Job.Attempt)
+	}
+	return d, nil
 }
 
-// submitJob submits attempt of d's job and records it in d.Job. Submitting
-// is idempotent on the submission id, so racing submitters (a retried
-// request, a sweep) end up with the same job. A job the runner refuses for
-// good fails the deliberation.
+// SubmitGrace is how long a job recorded as being submitted may stay
+// unknown to the cluster before the sweep submits it again (under the same
+// submission id: the cluster answers the existing job if the first request
+// got through meanwhile).
+const SubmitGrace = time.Minute
+
+// submitJob submits attempt of d's job. The job is recorded as being
+// submitted first (council.Deliberation.BeginJob), so that a sweep meanwhile
+// asks the cluster about it instead of submitting another; then the
+// cluster's answer is recorded. Submitting is idempotent on the submission
+// id, so racing submitters (a retried request, a sweep) end up with the same
+// job. A job the runner refuses for good fails the deliberation.
 func (f *Function) submitJob(ctx context.Context, d *council.Deliberation, attempt int) (*council.Deliberation, error) {
 	sid := SubmissionID(d.ID, attempt)
-	spec, cleanup, err := f.jobSpec(d, sid)
-	var info council.JobInfo
-	if err == nil {
-		info, err = f.jobs.Submit(ctx, spec)
-		cleanup()
+	if d.Job == nil || d.Job.SubmissionID != sid {
+		var err error
+		d, err = f.outbox.Apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
+			return d.BeginJob(sid, attempt, f.now()), nil
+		})
+		if err != nil {
+			return d, err
+		}
+		if d.Status.Terminal() || d.Job == nil || d.Job.SubmissionID != sid || d.Job.State != council.JobSubmitting {
+			return d, nil // ended, or another attempt or submitter went further
+		}
 	}
+	info, err := f.jobs.Submit(ctx, f.jobSpec(d, sid))
 	if err != nil {
 		if council.Retryable(err) {
 			return d, fmt.Errorf("execute: deliberation %s: submit ray job %s: %w", d.ID, sid, err)
@@ -134,25 +154,15 @@ func (f *Function) submitJob(ctx context.Context, d *council.Deliberation, attem
 	f.log.Info("ray job submitted", "deliberation", d.ID, "task_id", d.Task.ID,
 		"submission_id", sid, "attempt", attempt, "state", info.State)
 	return f.outbox.Apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
-		if d.Status.Terminal() || (d.Job != nil && d.Job.Attempt >= attempt) {
-			return false, nil
-		}
-		d.Job = &council.JobRef{
-			SubmissionID: sid, Attempt: attempt, State: info.State, SubmittedAt: f.now(), Message: info.Message,
-		}
-		return true, nil
+		return d.JobSubmitted(sid, info), nil
 	})
 }
 
-// jobSpec describes the job of d with submission id sid. The request goes
-// in COUNCIL_REQUEST, or, when too large for an environment variable and
-// the working directory is local, in a file of a copy of that directory;
-// cleanup removes the copy once the job is submitted.
-func (f *Function) jobSpec(d *council.Deliberation, sid string) (council.JobSpec, func(), error) {
-	body, err := events.EncodeEnvelope(events.NewRequest(f.source, d.ID+".request", d.Task, d.StartedAt))
-	if err != nil {
-		return council.JobSpec{}, func() {}, fmt.Errorf("encode the request of %s: %w", d.ID, err)
-	}
+// jobSpec describes the job of d with submission id sid: the deliberation
+// id is all it carries (the job reads the task from the stored state), so
+// every job has the same runtime environment and working directory, which
+// the runner uploads once.
+func (f *Function) jobSpec(d *council.Deliberation, sid string) council.JobSpec {
 	spec := council.JobSpec{
 		SubmissionID: sid,
 		Entrypoint:   f.job.Entrypoint,
@@ -169,80 +179,15 @@ func (f *Function) jobSpec(d *council.Deliberation, sid string) (council.JobSpec
 	spec.Env[EnvDeliberationID] = d.ID
 	spec.Metadata["deliberation_id"] = d.ID
 	spec.Metadata["task_id"] = d.Task.ID
-	if enc := base64.StdEncoding.EncodeToString(body); len(enc) <= maxEnvRequest {
-		spec.Env[EnvRequest] = enc
-		return spec, func() {}, nil
-	}
-	if spec.WorkingDir == "" || strings.Contains(spec.WorkingDir, "://") {
-		return council.JobSpec{}, func() {}, council.Invalidf(
-			"the request of %s is %d bytes, too large for %s, and the job's working directory %q is not local",
-			d.ID, len(body), EnvRequest, spec.WorkingDir)
-	}
-	dir, err := copyDir(spec.WorkingDir)
-	if err != nil {
-		return council.JobSpec{}, func() {}, council.Unavailablef("prepare the working directory of %s: %v", sid, err)
-	}
-	cleanup := func() { _ = os.RemoveAll(dir) }
-	if err := os.WriteFile(filepath.Join(dir, requestFile), body, 0o600); err != nil {
-		cleanup()
-		return council.JobSpec{}, func() {}, council.Unavailablef("write the request of %s: %v", sid, err)
-	}
-	spec.WorkingDir = dir
-	spec.Env[EnvRequestFile] = requestFile
-	return spec, cleanup, nil
-}
-
-// copyDir copies the regular files under src into a new temporary directory.
-func copyDir(src string) (string, error) {
-	dst, err := os.MkdirTemp("", "council-job-")
-	if err != nil {
-		return "", err
-	}
-	err = filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		switch {
-		case e.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case !e.Type().IsRegular():
-			return nil
-		}
-		info, err := e.Info()
-		if err != nil {
-			return err
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = in.Close() }()
-		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			_ = out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
-		_ = os.RemoveAll(dst)
-		return "", err
-	}
-	return dst, nil
+	return spec
 }
 
 // sweepJob follows the job of a running backend ray deliberation d (as
 // listed; every decision is taken again on the current state):
 //
 //   - no job yet (a crash between storing and submitting): submit it;
+//   - being submitted: ask the cluster; unknown to it for SubmitGrace,
+//     submit it again under the same submission id;
 //   - timeout_seconds passed: stop the job and fail the deliberation;
 //   - PENDING or RUNNING: record the state;
 //   - SUCCEEDED: the job records the result itself; if none shows within
@@ -254,6 +199,9 @@ func (f *Function) sweepJob(ctx context.Context, d *council.Deliberation) error 
 	if d.Job == nil {
 		_, err := f.ensureJob(ctx, d)
 		return err
+	}
+	if d.Job.Pool {
+		return f.sweepPoolRun(ctx, d)
 	}
 	job := *d.Job
 	sid := job.SubmissionID
@@ -285,6 +233,12 @@ func (f *Function) sweepJob(ctx context.Context, d *council.Deliberation) error 
 	}
 	info, err := f.jobs.Get(ctx, sid)
 	switch {
+	case errors.Is(err, council.ErrNotFound) && job.State == council.JobSubmitting:
+		if now.Sub(job.SubmittedAt) < SubmitGrace {
+			return nil // its submission may still be under way
+		}
+		_, err := f.submitJob(ctx, d, job.Attempt)
+		return err
 	case errors.Is(err, council.ErrNotFound):
 		// The cluster lost the job (a restarted head): as good as failed.
 		info = council.JobInfo{SubmissionID: sid, State: council.JobFailed, Message: "the job is gone from the cluster"}
@@ -307,7 +261,7 @@ func (f *Function) sweepJob(ctx context.Context, d *council.Deliberation) error 
 			if !same(d) {
 				return false, nil
 			}
-			d.Job.State, d.Job.EndedAt, d.Job.Message = info.State, ended, info.Message
+			d.ObserveJob(sid, info.State, info.Message, ended)
 			return d.Fail(fmt.Sprintf("ray job %s succeeded without a result (none recorded %s after it ended)",
 				sid, f.job.ResultGrace), now), nil
 		})
@@ -327,14 +281,18 @@ func (f *Function) sweepJob(ctx context.Context, d *council.Deliberation) error 
 		}
 		reason := fmt.Sprintf("ray job %s %s (attempt %d, max_retries %d): %s",
 			sid, info.State, job.Attempt, d.Task.Constraints.MaxRetries, orNone(info.Message))
-		if tail := f.logTail(ctx, sid); tail != "" {
+		tail, logsRead := f.logTail(ctx, sid)
+		if tail != "" {
 			reason += "\nlast log lines:\n" + tail
 		}
 		return f.apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
 			if !same(d) {
 				return false, nil
 			}
-			d.Job.State, d.Job.EndedAt, d.Job.Message = info.State, ended, info.Message
+			d.ObserveJob(sid, info.State, info.Message, ended)
+			if logsRead {
+				d.RecordJobLogs(sid, tail)
+			}
 			return d.Fail(reason, now), nil
 		})
 	default:
@@ -342,39 +300,76 @@ func (f *Function) sweepJob(ctx context.Context, d *council.Deliberation) error 
 	}
 }
 
-// settleJob follows the job of an ended deliberation d until the job ends
-// too: a job still running for a failed deliberation (a stop that did not
-// get through) is stopped, and the job's last state is recorded.
+// settleJob follows the job of an ended deliberation d until the job is
+// gone from the cluster: a job still running for a failed deliberation (a
+// stop that did not get through) is stopped; an ended job's last state and
+// the end of its logs are recorded, and then it is deleted from the
+// cluster, JobDeleteAfter after it ended (with a timer, execute comes back
+// for it then; without, the next sweep does).
 func (f *Function) settleJob(ctx context.Context, d *council.Deliberation) error {
-	if d.Job == nil || d.Job.State.Terminal() {
+	j := d.Job
+	if j == nil || j.Pool || j.Deleted {
 		return nil
 	}
-	sid := d.Job.SubmissionID
-	info, err := f.jobs.Get(ctx, sid)
-	switch {
-	case errors.Is(err, council.ErrNotFound):
-		info = council.JobInfo{SubmissionID: sid, State: council.JobFailed, Message: "the job is gone from the cluster"}
-	case err != nil:
-		return fmt.Errorf("execute: deliberation %s: ray job %s: %w", d.ID, sid, err)
+	sid := j.SubmissionID
+	if !j.State.Terminal() {
+		info, err := f.jobs.Get(ctx, sid)
+		switch {
+		case errors.Is(err, council.ErrNotFound):
+			info = council.JobInfo{SubmissionID: sid, State: council.JobFailed, Message: "the job is gone from the cluster"}
+		case err != nil:
+			return fmt.Errorf("execute: deliberation %s: ray job %s: %w", d.ID, sid, err)
+		}
+		if !info.State.Terminal() {
+			if d.Status == council.StatusFailed {
+				if err := f.jobs.Stop(ctx, sid); err != nil && !errors.Is(err, council.ErrNotFound) {
+					return fmt.Errorf("execute: deliberation %s: stop ray job %s: %w", d.ID, sid, err)
+				}
+			}
+			return nil
+		}
+		ended := info.EndTime
+		if ended.IsZero() {
+			ended = f.now()
+		}
+		if d, err = f.outbox.Apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
+			return d.ObserveJob(sid, info.State, info.Message, ended), nil
+		}); err != nil {
+			return err
+		}
 	}
-	if !info.State.Terminal() {
-		if d.Status == council.StatusFailed {
-			if err := f.jobs.Stop(ctx, sid); err != nil && !errors.Is(err, council.ErrNotFound) {
-				return fmt.Errorf("execute: deliberation %s: stop ray job %s: %w", d.ID, sid, err)
+	if d.Job == nil || d.Job.SubmissionID != sid || d.Job.Deleted {
+		return nil
+	}
+	if !d.Job.LogsRecorded {
+		tail, ok := f.logTail(ctx, sid)
+		if !ok {
+			return nil // the next sweep reads them
+		}
+		var err error
+		if d, err = f.outbox.Apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
+			return d.RecordJobLogs(sid, tail), nil
+		}); err != nil {
+			return err
+		}
+		if d.Job == nil || d.Job.SubmissionID != sid {
+			return nil
+		}
+	}
+	if now := f.now(); !d.JobDeletable(sid, now) {
+		if f.timer != nil && d.Job.State.Terminal() && !d.Job.Deleted {
+			if err := f.timer.At(ctx, d.Job.EndedAt.Add(council.JobDeleteAfter), f.tickOf(d.ID, "settle")); err != nil {
+				f.log.Warn("ray job deletion timer", "deliberation", d.ID, "error", err)
 			}
 		}
 		return nil
 	}
-	ended := info.EndTime
-	if ended.IsZero() {
-		ended = f.now()
+	if err := f.jobs.Delete(ctx, sid); err != nil && !errors.Is(err, council.ErrNotFound) {
+		return fmt.Errorf("execute: deliberation %s: delete ray job %s: %w", d.ID, sid, err)
 	}
+	f.log.Info("ray job deleted", "deliberation", d.ID, "submission_id", sid)
 	return f.apply(ctx, d.ID, func(d *council.Deliberation) (bool, error) {
-		if d.Job == nil || d.Job.SubmissionID != sid || d.Job.State.Terminal() {
-			return false, nil
-		}
-		d.Job.State, d.Job.Message, d.Job.EndedAt = info.State, info.Message, ended
-		return true, nil
+		return d.JobDeleted(sid), nil
 	})
 }
 
@@ -382,26 +377,29 @@ func (f *Function) settleJob(ctx context.Context, d *council.Deliberation) error
 // when it differs from the stored state.
 func (f *Function) recordJob(ctx context.Context, id, sid string, info council.JobInfo, ended time.Time) error {
 	return f.apply(ctx, id, func(d *council.Deliberation) (bool, error) {
-		if d.Status.Terminal() || d.Job == nil || d.Job.SubmissionID != sid {
+		if d.Status.Terminal() {
 			return false, nil
 		}
-		if d.Job.State == info.State && d.Job.Message == info.Message && d.Job.EndedAt.Equal(ended) {
-			return false, nil
+		if d.Job != nil && d.Job.SubmissionID == sid && d.Job.State == council.JobSubmitting {
+			return d.JobSubmitted(sid, info), nil
 		}
-		d.Job.State, d.Job.Message, d.Job.EndedAt = info.State, info.Message, ended
-		return true, nil
+		return d.ObserveJob(sid, info.State, info.Message, ended), nil
 	})
 }
 
-// logTail returns the last lines of job sid's logs, or "" when the read
-// fails.
-func (f *Function) logTail(ctx context.Context, sid string) string {
+// logTail returns the last lines of job sid's logs and true, or false
+// when they cannot be read now (a job the cluster does not know has none:
+// "", true).
+func (f *Function) logTail(ctx context.Context, sid string) (string, bool) {
 	out, err := f.jobs.Logs(ctx, sid)
-	if err != nil {
+	switch {
+	case errors.Is(err, council.ErrNotFound):
+		return "", true
+	case err != nil:
 		f.log.Warn("ray job logs", "submission_id", sid, "error", err)
-		return ""
+		return "", false
 	}
-	return tail(out, f.job.LogLines, maxLogTail)
+	return tail(out, f.job.LogLines, maxLogTail), true
 }
 
 // tail returns the last n lines of s, at most max bytes of them.

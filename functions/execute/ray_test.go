@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,18 +142,18 @@ func TestRayRequestSubmitsOneJob(t *testing.T) {
 	if spec.Metadata["deliberation_id"] != id || spec.Metadata["task_id"] != "task-43" {
 		t.Errorf("job metadata %v, want the deliberation and task ids", spec.Metadata)
 	}
-	// The job's environment carries the request: council-agent decodes the
-	// same task execute stored.
+	// The job is told the deliberation id only: council-agent reads the
+	// task execute stored.
 	gotID, task, err := execute.JobRequest(func(k string) string { return spec.Env[k] }, t.TempDir())
 	if err != nil {
 		t.Fatalf("the job cannot read its request: %v", err)
 	}
 	d := r.get(t, id)
-	if gotID != id {
-		t.Errorf("job deliberation id %q, want %q", gotID, id)
+	if gotID != id || task != nil {
+		t.Errorf("job request: deliberation id %q, task %v; want %q and no task", gotID, task, id)
 	}
-	if diff := cmp.Diff(d.Task, task); diff != "" {
-		t.Errorf("task in the job (-stored +job):\n%s", diff)
+	if spec.Env[execute.EnvRequest] != "" || spec.Env[execute.EnvRequestFile] != "" {
+		t.Errorf("job env carries the request (%s, %s); want the id only", execute.EnvRequest, execute.EnvRequestFile)
 	}
 	want := &council.JobRef{SubmissionID: sid, Attempt: 1, State: council.JobPending, SubmittedAt: t0}
 	if diff := cmp.Diff(want, d.Job); diff != "" {
@@ -347,11 +345,11 @@ func TestRayJobRecordsTheResult(t *testing.T) {
 
 	spec, _ := r.runner.Spec(id + "-1")
 	jid, task, err := execute.JobRequest(func(k string) string { return spec.Env[k] }, "")
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || task != nil {
+		t.Fatalf("job request: task %v, %v; want the id only", task, err)
 	}
 	agent := &execute.Agent{Store: r.store, Emitter: r.em, LLM: &counciltest.Completer{}, Now: r.clock.Now}
-	d, err := agent.Run(r.ctx, jid, task)
+	d, err := agent.RunStored(r.ctx, jid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,48 +377,116 @@ func TestRayJobRecordsTheResult(t *testing.T) {
 	}
 }
 
-// TestRayLargeRequestGoesInAFile: a request too large for an environment
-// variable is written into a copy of the job's working directory.
-func TestRayLargeRequestGoesInAFile(t *testing.T) {
+// TestRayLargeRequestCarriesTheIDOnly: whatever the request's size, the
+// job gets the deliberation id and the template's working directory as is
+// (the runner uploads it once for every job).
+func TestRayLargeRequestCarriesTheIDOnly(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "council-agent"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	r := newRayRig(t, execute.JobTemplate{WorkingDir: dir})
-	var (
-		jobDir  string
-		files   []string
-		task    council.Task
-		readErr error
-	)
-	r.runner.SubmitFunc = func(_ context.Context, spec council.JobSpec) (council.JobInfo, error) {
-		jobDir = spec.WorkingDir
-		entries, _ := os.ReadDir(spec.WorkingDir)
-		for _, e := range entries {
-			files = append(files, e.Name())
-		}
-		_, task, readErr = execute.JobRequest(func(k string) string { return spec.Env[k] }, spec.WorkingDir)
-		if spec.Env[execute.EnvRequest] != "" {
-			readErr = errors.New("COUNCIL_REQUEST set for a large request")
-		}
-		return council.JobInfo{SubmissionID: spec.SubmissionID, State: council.JobPending}, nil
-	}
 	big := map[string]any{}
 	for i := range 4 {
 		big[fmt.Sprintf("note_%d", i)] = strings.Repeat("x", 30<<10)
 	}
-	r.handle(t, rayRequest(t, func(data map[string]any) { constraints(data)["metadata"] = big }))
-	if readErr != nil {
-		t.Fatalf("the job cannot read its request: %v", readErr)
+	req := rayRequest(t, func(data map[string]any) { constraints(data)["metadata"] = big })
+	id := council.DeliberationID(req.Source(), req.ID())
+	r.handle(t, req)
+	spec, ok := r.runner.Spec(id + "-1")
+	if !ok {
+		t.Fatal("no job submitted")
 	}
-	if len(task.Constraints.Metadata) != 4 {
-		t.Errorf("request read from the file has %d metadata entries, want 4", len(task.Constraints.Metadata))
+	if spec.WorkingDir != dir {
+		t.Errorf("job working dir %s, want the template's %s", spec.WorkingDir, dir)
 	}
-	if jobDir == dir || len(files) != 2 {
-		t.Errorf("job dir %s with %v; want a copy of the working dir with the agent and the request", jobDir, files)
+	size := 0
+	for k, v := range spec.Env {
+		size += len(k) + len(v)
 	}
-	if _, err := os.Stat(jobDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the copy %s is left behind after the submit (%v)", jobDir, err)
+	if size > 1024 || spec.Env[execute.EnvDeliberationID] != id {
+		t.Errorf("job env of %d bytes with deliberation id %q; want the id only", size, spec.Env[execute.EnvDeliberationID])
+	}
+	if got := len(r.get(t, id).Task.Constraints.Metadata); got != 4 {
+		t.Errorf("stored task has %d metadata entries, want 4", got)
+	}
+}
+
+// TestRayJobBeingSubmittedIsNotSubmittedAgain: the job is recorded as being
+// submitted before the request to Ray; while the submission is under way
+// (Ray does not know the job yet) the sweep waits, and after SubmitGrace it
+// submits the same submission id again, never a second attempt.
+func TestRayJobBeingSubmittedIsNotSubmittedAgain(t *testing.T) {
+	r := newRayRig(t, execute.JobTemplate{})
+	req := rayRequest(t, nil)
+	id := council.DeliberationID(req.Source(), req.ID())
+	var sweeps []error
+	r.runner.SubmitFunc = func(ctx context.Context, spec council.JobSpec) (council.JobInfo, error) {
+		// What the store holds while the request to Ray is under way, and
+		// a sweep that runs meanwhile.
+		if d := r.get(t, id); d.Job == nil || d.Job.State != council.JobSubmitting {
+			t.Errorf("job stored during the submission: %+v, want SUBMITTING", d.Job)
+		}
+		if len(sweeps) == 0 {
+			_, err := r.f.Handle(r.ctx, fixture(t, "sweep.tick.v1/valid/tick.json"))
+			sweeps = append(sweeps, err)
+		}
+		return council.JobInfo{}, council.Unavailablef("ray head timed out")
+	}
+	if _, err := r.f.Handle(r.ctx, req); !errors.Is(err, council.ErrUnavailable) {
+		t.Fatalf("Handle with the submission timing out: %v, want ErrUnavailable", err)
+	}
+	if len(sweeps) != 1 || sweeps[0] != nil {
+		t.Fatalf("sweep during the submission: %v", sweeps)
+	}
+	if diff := cmp.Diff([]string{id + "-1"}, r.runner.Submits()); diff != "" {
+		t.Fatalf("submits after a sweep during the submission (-want +got):\n%s", diff)
+	}
+	r.runner.SubmitFunc = nil
+	r.tick(t, council.JobDeleteAfter) // within SubmitGrace: wait
+	if n := len(r.runner.Submits()); n != 1 {
+		t.Fatalf("%d submits within the grace, want 1", n)
+	}
+	r.tick(t, execute.SubmitGrace)
+	if diff := cmp.Diff([]string{id + "-1", id + "-1"}, r.runner.Submits()); diff != "" {
+		t.Fatalf("submits after the grace (-want +got):\n%s", diff)
+	}
+	if d := r.get(t, id); d.Job.Attempt != 1 || d.Job.State != council.JobPending {
+		t.Errorf("job after the second submission: %+v, want attempt 1, PENDING", d.Job)
+	}
+}
+
+// TestRayEndedJobIsDeletedWithItsLogsRecorded: once the deliberation and
+// its job have ended, the sweep records the job's end and the end of its
+// logs, and deletes it from Ray JobDeleteAfter after it ended; then the
+// deliberation owes nothing.
+func TestRayEndedJobIsDeletedWithItsLogsRecorded(t *testing.T) {
+	r := newRayRig(t, execute.JobTemplate{})
+	req := rayRequest(t, func(data map[string]any) { constraints(data)["rounds"] = 1; constraints(data)["peers"] = 1 })
+	id := council.DeliberationID(req.Source(), req.ID())
+	sid := id + "-1"
+	r.handle(t, req)
+	r.runner.SetState(sid, council.JobRunning, "")
+	agent := &execute.Agent{Store: r.store, Emitter: r.em, LLM: &counciltest.Completer{}, Now: r.clock.Now}
+	if d, err := agent.RunStored(r.ctx, id); err != nil || d.Status != council.StatusCompleted {
+		t.Fatalf("agent: %v", err)
+	}
+	r.runner.SetLogs(sid, "council-agent: deliberation "+id+" completed\n")
+	r.runner.SetState(sid, council.JobSucceeded, "done")
+	r.tick(t, time.Second) // ended: state and logs recorded, too early to delete
+	d := r.get(t, id)
+	if !d.Job.LogsRecorded || !strings.Contains(d.Job.LogTail, "completed") || d.Job.State != council.JobSucceeded {
+		t.Fatalf("job after a sweep: %+v; want SUCCEEDED with its logs", d.Job)
+	}
+	if len(r.runner.Deletes()) != 0 || !d.Owes() {
+		t.Fatalf("deleted %v within %s of the end (owes %v)", r.runner.Deletes(), council.JobDeleteAfter, d.Owes())
+	}
+	r.tick(t, council.JobDeleteAfter)
+	if diff := cmp.Diff([]string{sid}, r.runner.Deletes()); diff != "" {
+		t.Fatalf("deletes (-want +got):\n%s", diff)
+	}
+	if d := r.get(t, id); !d.Job.Deleted || d.Owes() {
+		t.Errorf("after the deletion: job %+v, owes %v; want deleted, owing nothing", d.Job, d.Owes())
+	}
+	if _, err := r.runner.Get(r.ctx, sid); !errors.Is(err, council.ErrNotFound) {
+		t.Errorf("job %s still known to the runner: %v", sid, err)
 	}
 }
 

@@ -68,6 +68,23 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 				return err
 			}))
 		log.Info("backend ray enabled", "ray", cfg.RayAddress, "agent_dir", dir)
+		if cfg.RayPool > 0 {
+			pc := natsjs.PoolConfig{Replicas: cfg.NATS.Replicas, AckWait: cfg.RayPoolAckWait}
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := natsjs.SetupPool(sctx, d.JS, pc)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("execute: %w", err)
+			}
+			q, err := natsjs.NewPoolQueue(d.JS, pc)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, WithRayPool(RayPool{
+				Queue: q, Min: cfg.RayPool, Max: cfg.RayPoolMax, Workers: cfg.RayPoolWorkers, AckWait: cfg.RayPoolAckWait,
+			}))
+			log.Info("ray pool enabled", "min_jobs", cfg.RayPool, "max_jobs", cfg.RayPoolMax, "workers_per_job", cfg.RayPoolWorkers)
+		}
 	}
 	if cfg.LegacySubjects {
 		lp, err := legacy.New(d.JS, legacy.WithLogger(log), legacy.WithReplicas(cfg.NATS.Replicas))
@@ -109,7 +126,20 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		emitter = p
 		opts = append(opts, WithTimer(p))
 	}
-	return New(store, emitter, opts...)
+	f, err := New(store, emitter, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if f.pool != nil {
+		// Start the pool's jobs now, not at the first sweep; Ray being
+		// down is no reason not to start (the sweep tries again).
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := f.EnsurePool(pctx); err != nil {
+			log.Warn("ray pool not started yet", "error", err)
+		}
+		cancel()
+	}
+	return f, nil
 }
 
 // agentDir is the working directory of the council-agent job:

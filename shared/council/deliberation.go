@@ -169,6 +169,15 @@ type JobRef struct {
 	// known); zero while it runs.
 	EndedAt time.Time
 	Message string
+	// LogTail is the end of an ended job's logs; LogsRecorded says it was
+	// read (it may be empty).
+	LogTail      string
+	LogsRecorded bool
+	// Deleted says the job was deleted from the cluster (JobDeleted).
+	Deleted bool
+	// Pool says the deliberation runs in the warm pool of council-agent
+	// workers: SubmissionID names its work item, not a Ray job of its own.
+	Pool bool
 }
 
 // DeliberationID derives the id of the deliberation a request starts from
@@ -271,9 +280,9 @@ func (d *Deliberation) Pending() []*Work {
 
 // Owes reports whether d still owes something, so that the sweep must
 // look at it: it runs, events of its outbox are not sent yet, or its Ray
-// job has not been seen ending.
+// job has not been seen ending or is not deleted from the cluster yet.
 func (d *Deliberation) Owes() bool {
-	return !d.Status.Terminal() || len(d.Outbox) > 0 || (d.Job != nil && !d.Job.State.Terminal())
+	return !d.Status.Terminal() || len(d.Outbox) > 0 || d.Job.jobOwed()
 }
 
 // Acknowledge removes key from the outbox once its event has been sent.

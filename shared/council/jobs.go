@@ -45,6 +45,9 @@ type JobInfo struct {
 	Metadata     map[string]string
 	StartTime    time.Time
 	EndTime      time.Time
+	// WorkingDir is the job's working directory as the cluster has it (a
+	// package URI once uploaded).
+	WorkingDir string
 }
 
 // JobRunner is the port to the cluster that runs long deliberations (Ray).
@@ -52,6 +55,8 @@ type JobInfo struct {
 // Submit is idempotent on SubmissionID: submitting an existing id returns that
 // job. Get and Logs return ErrNotFound for an unknown id; Logs returns what
 // the job has written so far (execute quotes its end when a job fails).
+// Delete removes an ended job from the cluster (ErrNotFound for an unknown
+// id, ErrConflict for a job that has not ended).
 // Errors wrap ErrInvalid for a rejected request (4xx) and ErrUnavailable for
 // an unreachable cluster or 5xx.
 type JobRunner interface {
@@ -59,4 +64,5 @@ type JobRunner interface {
 	Get(ctx context.Context, submissionID string) (JobInfo, error)
 	Stop(ctx context.Context, submissionID string) error
 	Logs(ctx context.Context, submissionID string) (string, error)
+	Delete(ctx context.Context, submissionID string) error
 }

@@ -22,6 +22,7 @@ type JobRunner struct {
 	GetFunc    func(ctx context.Context, submissionID string) (council.JobInfo, error)
 	StopFunc   func(ctx context.Context, submissionID string) error
 	LogsFunc   func(ctx context.Context, submissionID string) (string, error)
+	DeleteFunc func(ctx context.Context, submissionID string) error
 	// Now stamps job start and end times; nil means time.Now.
 	Now func() time.Time
 
@@ -31,6 +32,7 @@ type JobRunner struct {
 	logs    map[string]string
 	submits []string
 	stops   []string
+	deletes []string
 }
 
 var _ council.JobRunner = (*JobRunner)(nil)
@@ -119,6 +121,38 @@ func (r *JobRunner) Logs(ctx context.Context, submissionID string) (string, erro
 		return "", fmt.Errorf("counciltest: logs of job %s: %w", submissionID, council.ErrNotFound)
 	}
 	return r.logs[submissionID], nil
+}
+
+// Delete implements council.JobRunner: an ended job is removed; one that
+// runs is council.ErrConflict, an unknown one council.ErrNotFound.
+func (r *JobRunner) Delete(ctx context.Context, submissionID string) error {
+	r.mu.Lock()
+	r.init()
+	r.deletes = append(r.deletes, submissionID)
+	r.mu.Unlock()
+	if r.DeleteFunc != nil {
+		return r.DeleteFunc(ctx, submissionID)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	info, ok := r.jobs[submissionID]
+	switch {
+	case !ok:
+		return fmt.Errorf("counciltest: delete job %s: %w", submissionID, council.ErrNotFound)
+	case !info.State.Terminal():
+		return fmt.Errorf("counciltest: delete job %s, %s: %w", submissionID, info.State, council.ErrConflict)
+	}
+	delete(r.jobs, submissionID)
+	delete(r.specs, submissionID)
+	delete(r.logs, submissionID)
+	return nil
+}
+
+// Deletes returns the submission ids passed to Delete, in order.
+func (r *JobRunner) Deletes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.deletes)
 }
 
 // SetState moves job submissionID to state with message; a terminal state

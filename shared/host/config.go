@@ -62,6 +62,21 @@ type Config struct {
 	// binary, uploaded to the cluster, or a URI the cluster fetches; empty
 	// when unset.
 	RayAgentDir string
+	// RayPool, when above 0, runs backend ray in the warm pool (ADR 10): at
+	// least this many long-lived Ray jobs of council-agent workers take the
+	// deliberations from a JetStream work queue (COUNCIL_RAY_POOL; 0, the
+	// default, submits one Ray job per deliberation).
+	RayPool int
+	// RayPoolMax is the most pool jobs execute starts as the queue grows
+	// (COUNCIL_RAY_POOL_MAX; default RayPool).
+	RayPoolMax int
+	// RayPoolWorkers is how many deliberations one pool job runs at once
+	// (COUNCIL_RAY_POOL_WORKERS; default DefaultRayPoolWorkers).
+	RayPoolWorkers int
+	// RayPoolAckWait is how long a pool worker may stay silent before its
+	// deliberation goes to another worker (COUNCIL_RAY_POOL_ACK_WAIT;
+	// 0: the queue's default, 30 s).
+	RayPoolAckWait time.Duration
 	// NATS names the streams and bucket and sets their replicas
 	// (COUNCIL_NATS_BUCKET, COUNCIL_NATS_INDEX_BUCKET, COUNCIL_NATS_TOKENS_STREAM,
 	// COUNCIL_NATS_TOKENS_SUBJECTS, COUNCIL_NATS_TOKENS_MAX_AGE,
@@ -82,7 +97,10 @@ const (
 	DefaultLLMModel   = "council-tiny"
 	DefaultLLMTimeout = 120 * time.Second
 	DefaultLLMRetries = 3
-	DefaultLogLevel   = "info"
+	// DefaultRayPoolWorkers is how many deliberations one pool job runs at
+	// once.
+	DefaultRayPoolWorkers = 8
+	DefaultLogLevel       = "info"
 )
 
 // Addr is the listen address for Port, e.g. ":8080".
@@ -239,6 +257,31 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		} else {
 			c.LLMRetries = n
 		}
+	}
+	for _, n := range []struct {
+		name string
+		to   *int
+	}{{"COUNCIL_RAY_POOL", &c.RayPool}, {"COUNCIL_RAY_POOL_MAX", &c.RayPoolMax}, {"COUNCIL_RAY_POOL_WORKERS", &c.RayPoolWorkers}} {
+		if v := get(n.name); v != "" {
+			k, err := strconv.Atoi(v)
+			if err != nil || k < 0 || k > 1024 {
+				bad(n.name, v, "want a whole number 0-1024")
+			} else {
+				*n.to = k
+			}
+		}
+	}
+	c.RayPoolMax = max(c.RayPoolMax, c.RayPool)
+	if v := get("COUNCIL_RAY_POOL_ACK_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			bad("COUNCIL_RAY_POOL_ACK_WAIT", v, `want a duration of at least 1s, such as "30s"`)
+		} else {
+			c.RayPoolAckWait = d
+		}
+	}
+	if c.RayPoolWorkers == 0 {
+		c.RayPoolWorkers = DefaultRayPoolWorkers
 	}
 	if v := get("COUNCIL_LEGACY_SUBJECTS"); v != "" {
 		b, err := strconv.ParseBool(v)

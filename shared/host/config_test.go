@@ -36,6 +36,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LLMRetries: 3,
 		LogLevel:   "info",
 		NATS:       natsjs.DefaultTopology(),
+
+		RayPoolWorkers: host.DefaultRayPoolWorkers,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -48,21 +50,25 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	t.Parallel()
 	got, err := host.LoadConfig(env(map[string]string{
-		"PORT":                    " 9090 ",
-		"COUNCIL_TRANSPORT":       "JetStream",
-		"COUNCIL_NATS_URL":        "nats://nats.council:4222",
-		"COUNCIL_LLM_URL":         "https://llm.example/v1",
-		"COUNCIL_LLM_MODEL":       "qwen",
-		"COUNCIL_LLM_MODELS":      "llama, qwen,,qwen ",
-		"COUNCIL_LLM_TIMEOUT":     "2m30s",
-		"COUNCIL_LLM_RETRIES":     "0",
-		"COUNCIL_LLM_API_KEY":     "sk-test",
-		"K_SINK":                  "http://broker-ingress.knative-eventing.svc/council/default",
-		"COUNCIL_SOURCE":          "council.dev/custom",
-		"COUNCIL_RAY_ADDRESS":     "http://127.0.0.1:8265",
-		"COUNCIL_RAY_AGENT_DIR":   "gcs://_ray_pkg_council_agent.zip",
-		"COUNCIL_LOG_LEVEL":       "DEBUG",
-		"COUNCIL_LEGACY_SUBJECTS": "TRUE",
+		"PORT":                      " 9090 ",
+		"COUNCIL_TRANSPORT":         "JetStream",
+		"COUNCIL_NATS_URL":          "nats://nats.council:4222",
+		"COUNCIL_LLM_URL":           "https://llm.example/v1",
+		"COUNCIL_LLM_MODEL":         "qwen",
+		"COUNCIL_LLM_MODELS":        "llama, qwen,,qwen ",
+		"COUNCIL_LLM_TIMEOUT":       "2m30s",
+		"COUNCIL_LLM_RETRIES":       "0",
+		"COUNCIL_LLM_API_KEY":       "sk-test",
+		"K_SINK":                    "http://broker-ingress.knative-eventing.svc/council/default",
+		"COUNCIL_SOURCE":            "council.dev/custom",
+		"COUNCIL_RAY_ADDRESS":       "http://127.0.0.1:8265",
+		"COUNCIL_RAY_AGENT_DIR":     "gcs://_ray_pkg_council_agent.zip",
+		"COUNCIL_LOG_LEVEL":         "DEBUG",
+		"COUNCIL_LEGACY_SUBJECTS":   "TRUE",
+		"COUNCIL_RAY_POOL":          "2",
+		"COUNCIL_RAY_POOL_MAX":      "4",
+		"COUNCIL_RAY_POOL_WORKERS":  "3",
+		"COUNCIL_RAY_POOL_ACK_WAIT": "10s",
 	}))
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
@@ -81,6 +87,10 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		Source:         "council.dev/custom",
 		RayAddress:     "http://127.0.0.1:8265",
 		RayAgentDir:    "gcs://_ray_pkg_council_agent.zip",
+		RayPool:        2,
+		RayPoolMax:     4,
+		RayPoolWorkers: 3,
+		RayPoolAckWait: 10 * time.Second,
 		LogLevel:       "debug",
 		NATS:           natsjs.DefaultTopology(),
 		LegacySubjects: true,

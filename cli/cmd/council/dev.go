@@ -37,6 +37,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	verbose := fl.Bool("v", false, "log every event the functions handle")
 	concurrency := fl.Int("concurrency", slotsOr(getenv, 4), "calls each of generate and critique makes at once: the LLM server's slots "+
 		"(COUNCIL_LLM_SLOTS, as scripts/llm-server.sh starts it); more only queue at the server")
+	rayExecutor := fl.String("ray-executor", "127.0.0.1:0", "listen address of the old Ray Executor's gRPC API (fleet.ray_executor.v1, h2c), "+
+		`e.g. 127.0.0.1:50056 (the old port; port 0 picks a free one); "" serves none`)
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -68,13 +70,17 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Config{
 		LLMURL: *llmURL, LLMModel: *model, NATSURL: *natsURL, StoreDir: dir, LLMTimeout: *llmTimeout, Concurrency: *concurrency,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Logger:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		RayExecutorAddr: *rayExecutor,
 	})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	fmt.Fprintf(stdout, "council dev: NATS JetStream at %s, LLM %s (model %s)\n", s.URL, *llmURL, *model)
+	if s.RayExecutorAddr != "" {
+		fmt.Fprintf(stdout, "council dev: old Ray Executor gRPC API (fleet.ray_executor.v1, h2c) at %s (RAY_EXECUTOR_ADDRESS)\n", s.RayExecutorAddr)
+	}
 
 	// A fresh event id per run: the deliberation id derives from source + id.
 	ev.SetID(fmt.Sprintf("dev-%d", time.Now().UnixNano()))

@@ -34,9 +34,11 @@ type jobDetails struct {
 	StartTime    int64             `json:"start_time"` // ms since the epoch, 0 when unknown
 	EndTime      int64             `json:"end_time"`   // ms since the epoch, 0 while running
 	Metadata     map[string]string `json:"metadata"`
+	RuntimeEnv   map[string]any    `json:"runtime_env"`
 }
 
 func (d jobDetails) info() council.JobInfo {
+	wd, _ := d.RuntimeEnv["working_dir"].(string)
 	return council.JobInfo{
 		SubmissionID: d.SubmissionID,
 		JobID:        d.JobID,
@@ -46,6 +48,7 @@ func (d jobDetails) info() council.JobInfo {
 		Metadata:     d.Metadata,
 		StartTime:    msTime(d.StartTime),
 		EndTime:      msTime(d.EndTime),
+		WorkingDir:   wd,
 	}
 }
 

@@ -34,8 +34,10 @@ func TestBadInputExitsTwo(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"no request", map[string]string{"COUNCIL_DELIBERATION_ID": "dlb-1"},
-			"council-agent: deliberation dlb-1 failed: bad request: invalid: no request"},
+		{"no request", map[string]string{},
+			"council-agent: deliberation unknown failed: bad request: invalid: no request"},
+		{"bad id", map[string]string{"COUNCIL_DELIBERATION_ID": "a.*"},
+			"council-agent: deliberation a.* failed: bad request: COUNCIL_DELIBERATION_ID: invalid"},
 		{"not an event", map[string]string{"COUNCIL_DELIBERATION_ID": "dlb-2",
 			"COUNCIL_REQUEST": base64.StdEncoding.EncodeToString([]byte(`"hello"`))},
 			"council-agent: deliberation dlb-2 failed: bad request: the request: invalid: not a structured CloudEvent"},

@@ -1,0 +1,115 @@
+package rayexecutor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Health routes of the HTTP/1.1 side of the port (Knative's probes).
+const (
+	RouteReadiness = "/health/readiness"
+	RouteLiveness  = "/health/liveness"
+)
+
+// shutdownGrace is how long in-flight calls may take once Serve's context ends.
+const shutdownGrace = 20 * time.Second
+
+// Handler serves one port the way Knative's h2c port is used: gRPC over
+// cleartext HTTP/2 (prior knowledge) and, over HTTP/1.1, the health routes.
+// Until Ready is called, gRPC calls answer Unavailable ("starting"), which
+// clients retry, and readiness answers 503: the port listens at once, the
+// dependencies may come later.
+type Handler struct {
+	grpc atomic.Pointer[grpc.Server]
+	log  *slog.Logger
+}
+
+// NewHandler returns a Handler that is not ready yet.
+func NewHandler(log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{log: log}
+}
+
+// Ready serves g from now on.
+func (h *Handler) Ready(g *grpc.Server) { h.grpc.Store(g) }
+
+// NewGRPCServer returns a gRPC server with s registered.
+func NewGRPCServer(s *Server) *grpc.Server {
+	g := grpc.NewServer()
+	s.Register(g)
+	return g
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g := h.grpc.Load()
+	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		if g == nil {
+			// A trailers-only answer: status 14 (UNAVAILABLE), retried by clients.
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Grpc-Status", "14")
+			w.Header().Set("Grpc-Message", "rayexecutor is starting: its dependencies do not answer yet")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		g.ServeHTTP(w, r)
+		return
+	}
+	switch r.URL.Path {
+	case RouteLiveness:
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ok\n"))
+	case RouteReadiness:
+		if g == nil {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ready\n"))
+	default:
+		http.Error(w, "this port serves gRPC (fleet.ray_executor.v1.RayExecutorService) over h2c", http.StatusNotFound)
+	}
+}
+
+// Serve serves h on ln (h2c and HTTP/1.1) until ctx ends, then lets
+// in-flight calls finish for a grace period.
+func Serve(ctx context.Context, ln net.Listener, h *Handler) error {
+	// HTTP/1.1 and HTTP/2 over cleartext with prior knowledge (h2c, what
+	// gRPC clients and Knative's h2c port speak).
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if g := h.grpc.Load(); g != nil {
+		g.Stop()
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
