@@ -64,8 +64,8 @@ images: ## Build the function images with ko, offline (loopback registry, own ba
 	scripts/images.sh
 
 .PHONY: bench
-bench: llm-up ## Run every benchmark next to its baseline (docs/benchmarks.md), in each module that has some
-	@export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)}; set -e; for m in $(MODULES); do \
+bench: llm-up ray-up ## Run every benchmark next to its baseline (docs/benchmarks.md), in each module that has some
+	@export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} COUNCIL_RAY_ADDRESS=$${COUNCIL_RAY_ADDRESS:-$(RAY_URL)}; set -e; for m in $(MODULES); do \
 		pkgs=$$(cd $$m && grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u); \
 		if [ -n "$$pkgs" ]; then echo "== $$m"; (cd $$m && go test $(BENCH_FLAGS) $$pkgs); fi; \
 	done

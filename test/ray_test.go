@@ -29,7 +29,7 @@ import (
 
 // buildAgent builds council-agent into a new directory, the working
 // directory of the Ray jobs (the rayjobs adapter zips and uploads it).
-func buildAgent(t *testing.T) string {
+func buildAgent(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	start := time.Now()

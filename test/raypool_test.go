@@ -81,23 +81,37 @@ func startRayPoolStack(t *testing.T) *stack.Stack {
 		t.Fatalf("start stack: %v", err)
 	}
 	t.Cleanup(func() {
-		// The pool's job outlives nothing: stop and delete it.
-		ctx := context.Background()
 		s.Close()
-		_ = s.Ray.Stop(ctx, execute.PoolJobID(0))
-		// Deleted once Ray lets it go (JobDeleteAfter after its end).
-		eventually(t, time.Minute, "pool job deleted", func() bool {
-			info, err := s.Ray.Get(ctx, execute.PoolJobID(0))
-			if err != nil {
-				return true
-			}
-			if !info.State.Terminal() || time.Since(info.EndTime) < council.JobDeleteAfter {
-				return false
-			}
-			return s.Ray.Delete(ctx, execute.PoolJobID(0)) == nil
-		})
+		stopPool(t, s, 1)
 	})
 	return s
+}
+
+// stopPool stops the pool's jobs of slots 0 to slots-1 and deletes them
+// once Ray lets them go (JobDeleteAfter after their end): the pool's jobs
+// outlive no test.
+func stopPool(t testing.TB, s *stack.Stack, slots int) {
+	t.Helper()
+	ctx := context.Background()
+	for slot := range slots {
+		sid := execute.PoolJobID(slot)
+		_ = s.Ray.Stop(ctx, sid)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			info, err := s.Ray.Get(ctx, sid)
+			if err != nil {
+				break // gone, or never started
+			}
+			if info.State.Terminal() && time.Since(info.EndTime) >= council.JobDeleteAfter && s.Ray.Delete(ctx, sid) == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("pool job %s not deleted within a minute: %+v", sid, info)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 }
 
 // TestRayPoolEndToEnd: deliberations run in the pool's long-lived job

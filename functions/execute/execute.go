@@ -73,6 +73,7 @@ type Function struct {
 	pool        *RayPool
 	poolMu      sync.Mutex
 	poolChecked time.Time
+	poolGrowing bool
 	// maxEvent is the broker's largest message (0: unknown).
 	maxEvent int64
 }

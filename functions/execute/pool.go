@@ -189,21 +189,31 @@ func (f *Function) EnsurePool(ctx context.Context) error {
 // check the pool's jobs (EnsurePool) between sweeps.
 const poolCheckEvery = 5 * time.Second
 
-// poolGrow runs EnsurePool when it has not run for poolCheckEvery: a burst
-// of deliberations starts the jobs it needs before the next sweep.
+// poolGrow runs EnsurePool, in the background, when it has not run for
+// poolCheckEvery: a burst of deliberations starts the jobs it needs before
+// the next sweep, and no request waits for Ray's answers.
 func (f *Function) poolGrow(ctx context.Context) {
 	f.poolMu.Lock()
-	due := f.now().Sub(f.poolChecked) >= poolCheckEvery
+	due := !f.poolGrowing && f.now().Sub(f.poolChecked) >= poolCheckEvery
 	if due {
-		f.poolChecked = f.now()
+		f.poolChecked, f.poolGrowing = f.now(), true
 	}
 	f.poolMu.Unlock()
 	if !due {
 		return
 	}
-	if err := f.EnsurePool(ctx); err != nil {
-		f.log.Warn("ray pool", "error", err)
-	}
+	go func() {
+		defer func() {
+			f.poolMu.Lock()
+			f.poolGrowing = false
+			f.poolMu.Unlock()
+		}()
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := f.EnsurePool(gctx); err != nil {
+			f.log.Warn("ray pool", "error", err)
+		}
+	}()
 }
 
 // poolJobSpec describes the pool's job sid: the template's, running
