@@ -1,7 +1,13 @@
 # council — make help lists the targets.
 SHELL := /bin/bash
+# Build with the toolchain the go.mod files name (toolchain go1.26.10; the module
+# proxy serves it), whatever the machine's go env says (GOTOOLCHAIN=local
+# would keep an older go). Set GOTOOLCHAIN yourself to override.
+export GOTOOLCHAIN ?= auto
 MODULES := shared shared/adapters shared/host events functions/execute functions/generate functions/critique functions/rayexecutor knative cli test
 GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
+# make fuzz: how long each fuzz target runs beyond its committed corpus.
+FUZZ_TIME ?= 8s
 # To compare runs with benchstat: make bench BENCH_COUNT=6 > new.txt
 BENCH_COUNT ?= 1
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count $(BENCH_COUNT)
@@ -94,3 +100,15 @@ ray-up: ## Install and start a local Ray head (dashboard on 127.0.0.1:8265)
 .PHONY: ray-down
 ray-down: ## Stop the local Ray head
 	scripts/ray.sh stop
+
+.PHONY: vuln
+vuln: ## govulncheck over every module against an offline database built from the golang.org/x/vulndb module (pinned; scripts/vuln.sh); fails on a reachable vulnerability
+	scripts/vuln.sh $(MODULES)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_TIME (8s) each, on top of its committed corpus (testdata/fuzz; scripts/fuzz.sh)
+	FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz.sh $(MODULES)
+
+.PHONY: faults
+faults: ## Whole deliberations on the local stack against a fault-injecting LLM stub: 20% faults, NATS restart, stack killed mid-run, 30% duplicates; 0 lost, 0 doubled
+	cd test && go test -tags faults -race -count=1 -timeout 6m -run '^TestFaults' -v ./

@@ -295,7 +295,10 @@ func checkWork(deliberationID, key string, attempt, stage int) error {
 	case stage < 0:
 		return council.Invalidf("stage must not be negative, got %d", stage)
 	}
-	return nil
+	// The ids become NATS subjects, event ids and KV keys downstream: the
+	// one validator of council refuses wildcards and separators here, at
+	// the edge.
+	return council.CheckWorkIDs(deliberationID, key)
 }
 
 func checkMember(t council.Task, field, id string) error {

@@ -2,6 +2,8 @@ module council.dev/events
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	council.dev/shared v0.0.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2

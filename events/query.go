@@ -56,8 +56,33 @@ type DeliberationView struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	// Reason says why a failed deliberation failed.
 	Reason string `json:"reason,omitempty"`
+	// Stage is the stage under way, Phase proposing, critiquing or done.
+	Stage int    `json:"stage"`
+	Phase string `json:"phase,omitempty"`
+	// Agents is each agent's progress (backend functions).
+	Agents []AgentProgress `json:"agents,omitempty"`
 	// Job is the Ray job of a backend ray deliberation.
 	Job *JobView `json:"job,omitempty"`
+}
+
+// Agent states of AgentProgress.
+const (
+	AgentWorking = "working"
+	AgentWaiting = "waiting"
+	AgentOut     = "out"
+	AgentDone    = "done"
+)
+
+// AgentProgress is one agent's progress in a deliberation (schema
+// AgentProgress of openapi.yaml).
+type AgentProgress struct {
+	AgentID string `json:"agent_id"`
+	Role    string `json:"role"`
+	// State is AgentWorking, AgentWaiting, AgentOut or AgentDone.
+	State   string `json:"state"`
+	Done    int    `json:"done"`
+	Pending int    `json:"pending"`
+	Failed  int    `json:"failed"`
 }
 
 // CompletedResult decodes Result with the checks of DecodeCompleted (the
@@ -162,7 +187,7 @@ type ErrorReply struct {
 // Reply is the set of values EncodeReply writes: the answers of the three
 // queries and the error reply.
 type Reply interface {
-	DeliberationView | ServiceStatus | []ActiveJob | ErrorReply
+	DeliberationView | []DeliberationView | ServiceStatus | []ActiveJob | ErrorReply
 }
 
 // EncodeReply returns the JSON body of v (without a trailing newline). A
@@ -173,6 +198,9 @@ func EncodeReply[T Reply](v T) ([]byte, error) {
 	var x any = v
 	if jobs, ok := x.([]ActiveJob); ok && jobs == nil {
 		x = []ActiveJob{}
+	}
+	if ds, ok := x.([]DeliberationView); ok && ds == nil {
+		x = []DeliberationView{}
 	}
 	b, err := json.Marshal(x)
 	if err != nil {
@@ -194,6 +222,16 @@ func DecodeDeliberationView(b []byte) (DeliberationView, error) {
 		return DeliberationView{}, replyError("DeliberationView", council.Invalidf("status is required"))
 	}
 	return v, nil
+}
+
+// DecodeDeliberationViews reads the answer of GET /deliberations?task_id=.
+// An error wraps council.ErrInvalid.
+func DecodeDeliberationViews(b []byte) ([]DeliberationView, error) {
+	var vs []DeliberationView
+	if err := decodeReply("[]DeliberationView", b, &vs); err != nil {
+		return nil, err
+	}
+	return vs, nil
 }
 
 // DecodeServiceStatus reads the answer of GET /status (200 or 503), like

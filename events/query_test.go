@@ -29,6 +29,7 @@ var componentSchemas = map[string]reflect.Type{
 	"Check":         reflect.TypeFor[events.Check](),
 	"Stats":         reflect.TypeFor[events.Stats](),
 	"ActiveJob":     reflect.TypeFor[events.ActiveJob](),
+	"AgentProgress": reflect.TypeFor[events.AgentProgress](),
 	"ErrorReply":    reflect.TypeFor[events.ErrorReply](),
 }
 
@@ -82,6 +83,15 @@ func querySamples(t *testing.T) []sample {
 		StartedAt: &started, FinishedAt: &finished, DurationMS: 2000, Reason: "every agent failed",
 	}
 	notFound := events.DeliberationView{DeliberationID: "dlb-unknown", Status: events.StatusNotFound}
+	working := events.DeliberationView{
+		DeliberationID: "dlb-working", TaskID: "task-3", Kind: "deliberation", Status: "running", Backend: "functions",
+		StartedAt: &started, DurationMS: 800, Stage: 1, Phase: "critiquing",
+		Agents: []events.AgentProgress{
+			{AgentID: "dev-1", Role: "DEV", State: events.AgentWorking, Done: 3, Pending: 1},
+			{AgentID: "qa-1", Role: "QA", State: events.AgentWaiting, Done: 4},
+			{AgentID: "arch-1", Role: "ARCHITECT", State: events.AgentOut, Done: 1, Failed: 1},
+		},
+	}
 	stats := events.Stats{Total: 22, Active: 2, Completed: 10, Failed: 10, AverageMS: 10500, P50MS: 10000, P95MS: 19000}
 	healthy := events.ServiceStatus{
 		Status: events.ServiceHealthy, UptimeSeconds: 3600, Stats: &stats,
@@ -112,6 +122,10 @@ func querySamples(t *testing.T) []sample {
 		{"running on ray", "Deliberation", encodeReply(t, running)},
 		{"failed", "Deliberation", encodeReply(t, failed)},
 		{"not found", "Deliberation", encodeReply(t, notFound)},
+		{"running with progress", "Deliberation", encodeReply(t, working)},
+		{"agent progress", "AgentProgress", mustJSON(working.Agents[0])},
+		{"deliberations of a task", "#/paths/~1deliberations/get/responses/200/content/application~1json/schema", encodeReply(t, []events.DeliberationView{working, failed})},
+		{"no deliberations of a task", "#/paths/~1deliberations/get/responses/200/content/application~1json/schema", encodeReply[[]events.DeliberationView](t, nil)},
 		{"full job", "Job", mustJSON(*running.Job)},
 		{"healthy", "ServiceStatus", encodeReply(t, healthy)},
 		{"unhealthy, no stats", "ServiceStatus", encodeReply(t, unhealthy)},
@@ -339,7 +353,7 @@ func TestOpenAPIIsEmbedded(t *testing.T) {
 		routes = append(routes, p)
 	}
 	slices.Sort(routes)
-	if want := []string{"/deliberations/{id}", "/jobs", "/status"}; !slices.Equal(routes, want) {
+	if want := []string{"/deliberations", "/deliberations/{id}", "/jobs", "/status"}; !slices.Equal(routes, want) {
 		t.Errorf("openapi.yaml paths = %v, want %v", routes, want)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
+	eventingv1alpha1 "knative.dev/eventing/pkg/apis/eventing/v1alpha1"
 	eventingfeature "knative.dev/eventing/pkg/apis/feature"
 	sourcesv1 "knative.dev/eventing/pkg/apis/sources/v1"
 	"knative.dev/pkg/apis"
@@ -81,6 +83,9 @@ type manifests struct {
 	configMaps   []*corev1.ConfigMap
 	namespaces   []*corev1.Namespace
 	secrets      []*corev1.Secret
+	// eventPolicies and networkPolicies are security.go's subject.
+	eventPolicies   []*eventingv1alpha1.EventPolicy
+	networkPolicies []*networkingv1.NetworkPolicy
 }
 
 // decode decodes every object strictly (an unknown or duplicate field is an
@@ -108,6 +113,10 @@ func decode(t *testing.T, objs []object) manifests {
 			m.namespaces, err = decodeInto(o, m.namespaces)
 		case "v1/Secret":
 			m.secrets, err = decodeInto(o, m.secrets)
+		case "eventing.knative.dev/v1alpha1/EventPolicy":
+			m.eventPolicies, err = decodeInto(o, m.eventPolicies)
+		case "networking.k8s.io/v1/NetworkPolicy":
+			m.networkPolicies, err = decodeInto(o, m.networkPolicies)
 		default:
 			err = fmt.Errorf("unexpected kind %s %s", o.APIVersion, o.Kind)
 		}
@@ -239,6 +248,9 @@ func admitAll(ctx context.Context, t *testing.T, m manifests) []error {
 	for _, sb := range m.sinkBindings {
 		check("SinkBinding", sb.Name, sb.DeepCopy())
 	}
+	for _, ep := range m.eventPolicies {
+		check("EventPolicy", ep.Name, ep.DeepCopy())
+	}
 	return errs
 }
 
@@ -289,7 +301,7 @@ func TestPlatformSettingsAreNeeded(t *testing.T) {
 func TestPlatformSettingsParse(t *testing.T) {
 	m := decode(t, render(t, dirPlatform))
 	if n := len(m.services) + len(m.brokers) + len(m.triggers) + len(m.pingSources) +
-		len(m.sinkBindings) + len(m.namespaces) + len(m.secrets); n != 0 {
+		len(m.sinkBindings) + len(m.namespaces) + len(m.secrets) + len(m.eventPolicies) + len(m.networkPolicies); n != 0 {
 		t.Errorf("platform/ has %d objects besides ConfigMaps; want only Knative settings", n)
 	}
 	for _, cm := range m.configMaps {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"sync"
@@ -37,6 +38,7 @@ import (
 	"council.dev/shared/adapters/rayjobs"
 	"council.dev/shared/council"
 	"council.dev/shared/host"
+	"council.dev/shared/redact"
 )
 
 // Config configures the stack. LLMURL is required.
@@ -93,6 +95,13 @@ type Config struct {
 	// RayExecutorMaxTokens caps each completion of what the façade submits
 	// (0: council's default; COUNCIL_RAYEXECUTOR_MAX_TOKENS).
 	RayExecutorMaxTokens int
+	// Env holds more variables of the functions' configuration, read by
+	// host.LoadConfig with the others: secrets and authentication, e.g.
+	// COUNCIL_LLM_API_KEY, COUNCIL_NATS_USER and COUNCIL_NATS_PASSWORD,
+	// COUNCIL_QUERY_TOKEN, COUNCIL_RAY_JOB_LLM_API_KEY_FILE. The embedded
+	// NATS server then requires the same user and password, and the stack
+	// connects with them (docs/security.md).
+	Env map[string]string
 }
 
 // Stack is a running local council.
@@ -143,13 +152,21 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			s.Close()
 		}
 	}()
+	// The configuration is checked before anything starts; the NATS URL
+	// is known once the server runs.
+	pre, err := hostConfig(cfg, cfg.NATSURL)
+	if err != nil {
+		return nil, err
+	}
 	s.URL = cfg.NATSURL
 	if s.URL == "" {
 		if cfg.StoreDir == "" {
 			return nil, errors.New("stack: StoreDir is required for the embedded NATS server")
 		}
+		// Loopback only; with a user configured, the server requires it.
 		s.srv, err = server.NewServer(&server.Options{
 			Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: cfg.StoreDir, NoSigs: true, NoLog: true,
+			Username: pre.NATSAuth.User, Password: pre.NATSAuth.Password,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("stack: nats server: %w", err)
@@ -160,8 +177,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 		s.URL = s.srv.ClientURL()
 	}
-	if s.NC, err = nats.Connect(s.URL, nats.Name("council-dev")); err != nil {
-		return nil, fmt.Errorf("stack: connect %s: %w", s.URL, err)
+	if s.config, err = hostConfig(cfg, s.URL); err != nil {
+		return nil, err
+	}
+	opts, err := s.config.NATSOptions()
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	if s.NC, err = nats.Connect(s.URL, append(opts, nats.Name("council-dev"))...); err != nil {
+		return nil, fmt.Errorf("stack: connect %s: %w", redact.URLs(s.URL), err)
 	}
 	if s.JS, err = jetstream.New(s.NC); err != nil {
 		return nil, err
@@ -175,12 +199,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.Publisher, err = natsjs.NewPublisher(s.JS); err != nil {
 		return nil, err
 	}
-	// The functions are built from a host.Config, parsed from the same
-	// variables their commands read, by the constructors their commands
-	// use (FromConfig): the stack runs the functions the images run.
-	if s.config, err = hostConfig(cfg, s.URL); err != nil {
-		return nil, err
-	}
+	// The functions are built from s.config, a host.Config parsed from the
+	// same variables their commands read, by the constructors their
+	// commands use (FromConfig): the stack runs the functions the images
+	// run.
 	s.completer, s.execLog = cfg.Completer, log.With("function", "execute")
 	gen, err := generate.FromConfig(s.config, generate.Deps{NC: s.NC, Logger: log.With("function", "generate"), Completer: cfg.Completer})
 	if err != nil {
@@ -194,7 +216,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if cfg.AgentDir == "" {
 			return nil, errors.New("stack: AgentDir (a directory holding council-agent) is required with RayAddress")
 		}
-		if s.Ray, err = rayjobs.New(cfg.RayAddress, rayjobs.WithLogger(log)); err != nil {
+		if s.Ray, err = rayjobs.New(cfg.RayAddress, rayjobs.WithLogger(log), rayjobs.WithHeaders(s.config.RayHeaders)); err != nil {
 			return nil, err
 		}
 	}
@@ -272,7 +294,7 @@ func (s *Stack) startRayExecutor(ctx context.Context, cfg Config, log *slog.Logg
 		return fmt.Errorf("stack: rayexecutor: %w", err)
 	}
 	h := rayexecutor.NewHandler(log)
-	h.Ready(rayexecutor.NewGRPCServer(fn))
+	h.Ready(rayexecutor.NewGRPCServer(fn, rayexecutor.RequireToken(s.config.QueryToken)...))
 	s.RayExecutorAddr = ln.Addr().String()
 	s.wg.Add(1)
 	go func() {
@@ -442,12 +464,16 @@ func (s *Stack) Await(ctx context.Context, id string) (Outcome, error) {
 // their environment in this stack: the variables are set from cfg and parsed
 // by host.LoadConfig, defaults and checks included.
 func hostConfig(cfg Config, natsURL string) (host.Config, error) {
-	env := map[string]string{
+	env := maps.Clone(cfg.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, map[string]string{
 		"COUNCIL_NATS_URL":  natsURL,
 		"COUNCIL_TRANSPORT": string(host.TransportJetStream),
 		"COUNCIL_LLM_URL":   cfg.LLMURL,
 		"COUNCIL_LLM_MODEL": cfg.LLMModel,
-	}
+	})
 	if cfg.LLMTimeout > 0 {
 		env["COUNCIL_LLM_TIMEOUT"] = cfg.LLMTimeout.String()
 	}

@@ -89,6 +89,11 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
+	// The ids are checked here, at the edge, before any becomes a token
+	// subject or reaches the LLM: a forged id is refused, never retried.
+	if err := council.CheckWorkIDs(req.DeliberationID, req.Key, req.Reviewer.ID); err != nil {
+		return nil, fmt.Errorf("critique: %w", err)
+	}
 	c, err := council.Review(ctx, f.llm, req)
 	var reply council.Envelope
 	switch {

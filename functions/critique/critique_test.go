@@ -2,6 +2,7 @@ package critique_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"council.dev/events"
 	"council.dev/events/eventstest"
@@ -146,5 +149,54 @@ func TestNewRejectsBadOptions(t *testing.T) {
 				t.Errorf("New error %v, want one saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// forge returns e with the data field set to value: a request no execute
+// would send, as anyone who reaches the broker or the receiver could.
+func forge(t *testing.T, e event.Event, field string, value any) event.Event {
+	t.Helper()
+	var data map[string]any
+	if err := json.Unmarshal(e.Data(), &data); err != nil {
+		t.Fatal(err)
+	}
+	data[field] = value
+	out := e.Clone()
+	if err := out.SetData(event.ApplicationJSON, data); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestForgedIDsNeverReachTheLLM sends critique.requested events whose ids
+// would turn into NATS wildcards or separators: each is refused with a
+// non-retriable 400 before any LLM call.
+func TestForgedIDsNeverReachTheLLM(t *testing.T) {
+	llm := &counciltest.Completer{}
+	f := newFunction(t, llm)
+	url := hosttest.Server(t, f.Handle).URL
+	good := eventstest.Load(t, "critique.requested.v1/valid/final_review.json")
+	for _, tc := range []struct{ field, value, expect string }{
+		{"deliberation_id", "a.*.>", `deliberation id "a.*.>"`},
+		{"deliberation_id", "x\ny", `deliberation id "x\ny"`},
+		{"key", "c.0.>", `work key "c.0.>"`},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			forged := forge(t, good, tc.field, tc.value)
+			resp := hosttest.Post(t, url, forged)
+			if resp.Status != http.StatusBadRequest || resp.Retryable {
+				t.Errorf("status %d retryable=%v, want 400 and not retryable", resp.Status, resp.Retryable)
+			}
+			if !strings.Contains(resp.Error, tc.expect) {
+				t.Errorf("error %q does not name %s", resp.Error, tc.expect)
+			}
+			_, err := f.Handle(context.Background(), forged)
+			if !errors.Is(err, council.ErrInvalid) || council.Retryable(err) {
+				t.Errorf("Handle = %v, want a permanent ErrInvalid", err)
+			}
+		})
+	}
+	if n := len(llm.Requests()); n != 0 {
+		t.Errorf("%d LLM calls for forged requests, want 0", n)
 	}
 }

@@ -114,6 +114,10 @@ func TestQueriesAnswerWhatOpenAPISays(t *testing.T) {
 		{"status, store down", "/status", "/status", down, http.StatusServiceUnavailable},
 		{"jobs", "/jobs", "/jobs", healthy, http.StatusOK},
 		{"jobs, store down", "/jobs", "/jobs", down, http.StatusServiceUnavailable},
+		{"deliberations of a task", "/deliberations", "/deliberations?task_id=task-1", healthy, http.StatusOK},
+		{"deliberations of an unknown task", "/deliberations", "/deliberations?task_id=nope", healthy, http.StatusOK},
+		{"deliberations without task_id", "/deliberations", "/deliberations", healthy, http.StatusBadRequest},
+		{"deliberations of a task, store down", "/deliberations", "/deliberations?task_id=task-1", down, http.StatusServiceUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()

@@ -20,6 +20,7 @@ import (
 // restart loses nothing, and asking twice changes nothing.
 const (
 	RouteDeliberation = "GET /deliberations/{id}"
+	RouteFind         = "GET /deliberations"
 	RouteStatus       = "GET /status"
 	RouteJobs         = "GET /jobs"
 	// routeNoDeliberation catches what RouteDeliberation does not match
@@ -91,6 +92,7 @@ type (
 func (f *Function) Routes() map[string]http.Handler {
 	return map[string]http.Handler{
 		RouteDeliberation:   http.HandlerFunc(f.serveDeliberation),
+		RouteFind:           http.HandlerFunc(f.serveFind),
 		routeNoDeliberation: http.HandlerFunc(serveNoDeliberation),
 		RouteStatus:         http.HandlerFunc(f.serveStatus),
 		RouteJobs:           http.HandlerFunc(f.serveJobs),
@@ -123,16 +125,132 @@ func (f *Function) serveDeliberation(w http.ResponseWriter, r *http.Request) {
 		writeQueryError(w, err)
 		return
 	}
-	now := f.now()
+	writeJSON(w, http.StatusOK, f.view(d, f.now()))
+}
+
+// view is how the queries show d at now.
+func (f *Function) view(d *council.Deliberation, now time.Time) Deliberation {
 	v := Deliberation{
 		DeliberationID: d.ID, TaskID: d.Task.ID, Kind: string(d.Task.Kind), Status: string(d.Status),
 		Backend: string(d.Task.Backend), StartedAt: timePtr(d.StartedAt), FinishedAt: timePtr(d.FinishedAt),
 		DurationMS: elapsed(d, now).Milliseconds(), Reason: d.Reason, Job: jobOf(d.Job, true),
+		Stage: d.Stage, Phase: string(d.Phase), Agents: progressOf(d),
 	}
 	if d.Status == council.StatusCompleted {
 		v.Result = events.NewCompleted(f.source, d, now).Data
 	}
-	writeJSON(w, http.StatusOK, v)
+	return v
+}
+
+// progressOf is each agent's progress in d: its calls done, pending and
+// failed; none for a deliberation without work of its own (a Ray job's).
+func progressOf(d *council.Deliberation) []events.AgentProgress {
+	if len(d.Work) == 0 {
+		return nil
+	}
+	out := make([]events.AgentProgress, len(d.Task.Agents))
+	at := make(map[string]int, len(d.Task.Agents))
+	for i, a := range d.Task.Agents {
+		out[i] = events.AgentProgress{AgentID: a.ID, Role: a.Role, State: events.AgentWaiting}
+		at[a.ID] = i
+	}
+	for _, w := range d.Work {
+		i, ok := at[w.AgentID]
+		if !ok {
+			continue
+		}
+		p := &out[i]
+		switch w.State {
+		case council.WorkDone:
+			p.Done++
+		case council.WorkPending:
+			p.Pending++
+			if w.Stage == d.Stage {
+				p.State = events.AgentWorking
+			}
+		default:
+			p.Failed++
+		}
+	}
+	for _, fl := range d.Failures {
+		if i, ok := at[fl.AgentID]; ok {
+			out[i].State = events.AgentOut
+		}
+	}
+	if d.Status.Terminal() {
+		// Ended: what was asked and not answered never will be.
+		for i := range out {
+			out[i].Pending = 0
+			if out[i].State != events.AgentOut {
+				out[i].State = events.AgentDone
+			}
+		}
+	}
+	return out
+}
+
+// maxFound bounds the answer of GET /deliberations?task_id=.
+const maxFound = 100
+
+// taskFinder is a Store that indexes deliberations by task id
+// (natsjs.Store.ByTask).
+type taskFinder interface {
+	ByTask(ctx context.Context, taskID string) ([]string, error)
+}
+
+// serveFind answers GET /deliberations?task_id=: the deliberations of the
+// task, newest first, at most maxFound.
+func (f *Function) serveFind(w http.ResponseWriter, r *http.Request) {
+	taskID := r.URL.Query().Get("task_id")
+	if taskID == "" {
+		writeJSON(w, http.StatusBadRequest, events.ErrorReply{Error: "task_id is required: GET /deliberations?task_id=<task id>"})
+		return
+	}
+	views, err := f.FindByTask(r.Context(), taskID)
+	if err != nil {
+		writeQueryError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, views)
+}
+
+// FindByTask returns the deliberations of task taskID as the queries show
+// them, newest first, at most 100. Errors wrap council.ErrUnavailable (the
+// store) or council.ErrInvalid (a store that does not index task ids).
+func (f *Function) FindByTask(ctx context.Context, taskID string) ([]Deliberation, error) {
+	tf, ok := f.store.(taskFinder)
+	if !ok {
+		return nil, council.Invalidf("execute: this store does not index deliberations by task id")
+	}
+	ids, err := tf.ByTask(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	var ds []*council.Deliberation
+	for _, id := range ids {
+		d, _, err := f.store.Get(ctx, id)
+		switch {
+		case errors.Is(err, council.ErrNotFound):
+			continue // its Create failed, or it expired
+		case err != nil:
+			return nil, err
+		}
+		if d.Task.ID == taskID {
+			ds = append(ds, d)
+		}
+	}
+	slices.SortFunc(ds, func(a, b *council.Deliberation) int {
+		if c := b.StartedAt.Compare(a.StartedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	now := f.now()
+	views := make([]Deliberation, 0, min(len(ds), maxFound))
+	for _, d := range ds[:min(len(ds), maxFound)] {
+		views = append(views, f.view(d, now))
+	}
+	return views, nil
 }
 
 func (f *Function) serveStatus(w http.ResponseWriter, r *http.Request) {

@@ -88,12 +88,17 @@ func TestQueryDeliberation(t *testing.T) {
 	}{
 		{"dlb-running", 200, execute.Deliberation{
 			DeliberationID: "dlb-running", TaskID: "task-1", Kind: "deliberation", Status: "running", Backend: "ray",
-			StartedAt: ptr(t0), DurationMS: 60000,
+			StartedAt: ptr(t0), DurationMS: 60000, Phase: "proposing",
 			Job: &execute.Job{SubmissionID: "dlb-running-1", State: "RUNNING", Attempt: 1},
 		}},
 		{"dlb-failed", 200, execute.Deliberation{
 			DeliberationID: "dlb-failed", TaskID: "task-1", Kind: "deliberation", Status: "failed", Backend: "functions",
 			StartedAt: ptr(t0), FinishedAt: ptr(t0.Add(2 * time.Second)), DurationMS: 2000, Reason: "all agents failed",
+			Phase: "done", Agents: []events.AgentProgress{
+				{AgentID: "agent-architect-001", Role: "ARCHITECT", State: events.AgentDone},
+				{AgentID: "agent-qa-001", Role: "QA", State: events.AgentDone},
+				{AgentID: "agent-devops-001", Role: "DEVOPS", State: events.AgentDone},
+			},
 		}},
 		{"dlb-unknown", 404, execute.Deliberation{DeliberationID: "dlb-unknown", Status: "not_found"}},
 		{"no.such.id", 404, execute.Deliberation{DeliberationID: "no.such.id", Status: "not_found"}},
@@ -233,6 +238,10 @@ func (b *brokenStore) List(context.Context) ([]*council.Deliberation, error) {
 	return nil, council.Unavailablef("nats: connection closed")
 }
 
+func (b *brokenStore) ByTask(context.Context, string) ([]string, error) {
+	return nil, council.Unavailablef("nats: connection closed")
+}
+
 func (b *brokenStore) Active(context.Context) ([]*council.Deliberation, error) {
 	return nil, council.Unavailablef("nats: connection closed")
 }
@@ -358,5 +367,73 @@ func TestQueryStoreDownIs503(t *testing.T) {
 		if code := query(t, f.QueryHandler(), path, &body); code != 503 || body["error"] == "" {
 			t.Errorf("GET %s with the store down: %d %v, want 503 and an error", path, code, body)
 		}
+	}
+}
+
+// TestFindByTaskNewestFirstWithProgress: GET /deliberations?task_id= lists
+// the deliberations of that task only, newest first; a running one shows
+// its stage, phase and each agent's calls.
+func TestFindByTaskNewestFirstWithProgress(t *testing.T) {
+	store, c := counciltest.NewStore(), &clock{t0.Add(time.Hour)}
+	seed(t, store, "dlb-old", council.BackendFunctions, council.StatusCompleted, t0, time.Second)
+	other := counciltest.Task()
+	other.ID = "task-other"
+	if d, err := council.New("dlb-other", other, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	} else if _, err := store.Create(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	// The newest: running, one proposal answered and one agent out.
+	d, err := council.New("dlb-new", counciltest.Task(), t0.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := d.Pending()
+	if _, err := d.RecordProposal(pending[0].Key, counciltest.ProposalFor(*pending[0]), t0.Add(2*time.Minute+time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.RecordFailure(pending[1].Key, pending[1].Attempt, "model refused", false, t0.Add(2*time.Minute+time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Create(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	f, err := execute.New(store, &counciltest.Emitter{}, execute.WithClock(c.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	views, err := f.FindByTask(context.Background(), counciltest.Task().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, v := range views {
+		ids = append(ids, v.DeliberationID)
+	}
+	if diff := cmp.Diff([]string{"dlb-new", "dlb-old"}, ids); diff != "" {
+		t.Fatalf("deliberations of the task (-want +got):\n%s", diff)
+	}
+	run := views[0]
+	if run.Status != "running" || run.Stage != 0 || run.Phase != "proposing" || len(run.Agents) != len(d.Task.Agents) {
+		t.Fatalf("running view: %+v", run)
+	}
+	byID := map[string]events.AgentProgress{}
+	for _, a := range run.Agents {
+		byID[a.AgentID] = a
+	}
+	want := map[string]events.AgentProgress{
+		pending[0].AgentID: {AgentID: pending[0].AgentID, State: events.AgentWaiting, Done: 1},
+		pending[1].AgentID: {AgentID: pending[1].AgentID, State: events.AgentOut, Failed: 1},
+		pending[2].AgentID: {AgentID: pending[2].AgentID, State: events.AgentWorking, Pending: 1},
+	}
+	for id, w := range want {
+		got := byID[id]
+		got.Role = ""
+		if got != w {
+			t.Errorf("agent %s: %+v, want %+v", id, got, w)
+		}
+	}
+	if done := views[1]; len(done.Agents) != 0 && done.Agents[0].State != events.AgentDone {
+		t.Errorf("completed deliberation's agents: %+v, want done", done.Agents)
 	}
 }

@@ -56,9 +56,13 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		opts = append(opts, WithCheck("llm", p.Ping))
 	}
 	if cfg.RayAddress != "" {
-		ray, err := rayjobs.New(cfg.RayAddress, rayjobs.WithLogger(log))
+		ray, err := rayjobs.New(cfg.RayAddress, rayjobs.WithLogger(log), rayjobs.WithHeaders(cfg.RayHeaders))
 		if err != nil {
 			return nil, err
+		}
+		if cfg.LLMAPIKey != "" && cfg.RayJobLLMAPIKeyFile == "" {
+			// The key never goes into a job's environment (Ray shows it).
+			log.Warn("the council-agent Ray job gets no LLM API key: set COUNCIL_RAY_JOB_LLM_API_KEY_FILE to where the Ray cluster keeps it")
 		}
 		dir := agentDir(cfg, log)
 		opts = append(opts,

@@ -98,6 +98,11 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
+	// The ids are checked here, at the edge, before any becomes a token
+	// subject or reaches the LLM: a forged id is refused, never retried.
+	if err := council.CheckWorkIDs(req.DeliberationID, req.Key, req.Agent.ID); err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
 	onToken, finish := council.TokenStream(ctx, f.tokens, req.DeliberationID, req.Agent.ID, req.Stage, func(err error) {
 		f.log.Warn("token stream", "deliberation", req.DeliberationID, "agent", req.Agent.ID, "error", err)
 	})

@@ -2,6 +2,7 @@ package generate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/go-cmp/cmp"
 
 	"council.dev/events"
@@ -170,5 +172,61 @@ func TestNewRejectsBadOptions(t *testing.T) {
 				t.Errorf("New error %v, want one saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// forge returns e with the data field set to value: a request no execute
+// would send, as anyone who reaches the broker or the receiver could.
+func forge(t *testing.T, e event.Event, field string, value any) event.Event {
+	t.Helper()
+	var data map[string]any
+	if err := json.Unmarshal(e.Data(), &data); err != nil {
+		t.Fatal(err)
+	}
+	data[field] = value
+	out := e.Clone()
+	if err := out.SetData(event.ApplicationJSON, data); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestForgedIDsNeverReachTheLLM sends proposal.requested events whose ids
+// would turn into NATS wildcards or separators (the deliberation id "a.*.>"
+// of the fault runs): each is refused with a non-retriable 400 before any
+// LLM call or token subject.
+func TestForgedIDsNeverReachTheLLM(t *testing.T) {
+	llm := &counciltest.Completer{}
+	sink := &counciltest.TokenSink{}
+	f := newFunction(t, llm, sink)
+	url := hosttest.Server(t, f.Handle).URL
+	good := eventstest.Load(t, "proposal.requested.v1/valid/stage0.json")
+	for _, tc := range []struct{ field, value, expect string }{
+		{"deliberation_id", "a.*.>", `deliberation id "a.*.>"`},
+		{"deliberation_id", ">", `deliberation id ">"`},
+		{"deliberation_id", "dlb 1", `deliberation id "dlb 1"`},
+		{"key", "p.0.*", `work key "p.0.*"`},
+		{"key", "p..dev-1", `work key "p..dev-1"`},
+	} {
+		t.Run(tc.field+"="+tc.value, func(t *testing.T) {
+			forged := forge(t, good, tc.field, tc.value)
+			resp := hosttest.Post(t, url, forged)
+			if resp.Status != http.StatusBadRequest || resp.Retryable {
+				t.Errorf("status %d retryable=%v, want 400 and not retryable", resp.Status, resp.Retryable)
+			}
+			if !strings.Contains(resp.Error, tc.expect) {
+				t.Errorf("error %q does not name %s", resp.Error, tc.expect)
+			}
+			_, err := f.Handle(context.Background(), forged)
+			if !errors.Is(err, council.ErrInvalid) || council.Retryable(err) {
+				t.Errorf("Handle = %v, want a permanent ErrInvalid", err)
+			}
+		})
+	}
+	if n := len(llm.Requests()); n != 0 {
+		t.Errorf("%d LLM calls for forged requests, want 0", n)
+	}
+	if n := len(sink.Chunks()); n != 0 {
+		t.Errorf("%d tokens streamed for forged requests, want 0", n)
 	}
 }

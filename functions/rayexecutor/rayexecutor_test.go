@@ -37,6 +37,7 @@ type env struct {
 	store  *natsjs.Store
 	client pb.RayExecutorServiceClient
 	topo   natsjs.Topology
+	fn     *rayexecutor.Server
 }
 
 // start runs NATS, council's topology, and the façade built by FromConfig
@@ -97,11 +98,12 @@ func startWith(t *testing.T, w time.Duration, log *slog.Logger, llm council.Comp
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{srv: srv, js: js, store: st, client: pb.NewRayExecutorServiceClient(conn), topo: cfg.NATS}
+	return &env{srv: srv, js: js, store: st, client: pb.NewRayExecutorServiceClient(conn), topo: cfg.NATS, fn: fn}
 }
 
-// serve serves fn (nil: never ready) on a loopback port until the test ends.
-func serve(t *testing.T, fn *rayexecutor.Server) string {
+// serve serves fn (nil: never ready) on a loopback port until the test ends,
+// its gRPC server built with opts.
+func serve(t *testing.T, fn *rayexecutor.Server, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -109,7 +111,7 @@ func serve(t *testing.T, fn *rayexecutor.Server) string {
 	}
 	h := rayexecutor.NewHandler(nil)
 	if fn != nil {
-		h.Ready(rayexecutor.NewGRPCServer(fn))
+		h.Ready(rayexecutor.NewGRPCServer(fn, opts...))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -533,5 +535,35 @@ func TestLoadSettings(t *testing.T) {
 	_, err = rayexecutor.LoadSettings(func(k string) string { return map[string]string{"COUNCIL_RAYEXECUTOR_WINDOW": "-1s"}[k] })
 	if !errors.Is(err, council.ErrInvalid) || !strings.Contains(err.Error(), "COUNCIL_RAYEXECUTOR_WINDOW") {
 		t.Errorf("bad window: %v", err)
+	}
+}
+
+// TestQueryTokenRequired: with COUNCIL_QUERY_TOKEN set, every call needs
+// "authorization: Bearer <token>"; without it or with another, the call
+// fails Unauthenticated, which clients do not retry.
+func TestQueryTokenRequired(t *testing.T) {
+	e := start(t, time.Minute)
+	addr := serve(t, e.fn, rayexecutor.RequireToken("rx-query-token")...)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	client := pb.NewRayExecutorServiceClient(conn)
+	for _, tt := range []struct {
+		auth string
+		want codes.Code
+	}{{"", codes.Unauthenticated}, {"Bearer wrong", codes.Unauthenticated}, {"rx-query-token", codes.Unauthenticated}, {"Bearer rx-query-token", codes.OK}} {
+		ctx := t.Context()
+		if tt.auth != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", tt.auth)
+		}
+		_, err := client.GetActiveJobs(ctx, &pb.GetActiveJobsRequest{})
+		if status.Code(err) != tt.want {
+			t.Errorf("GetActiveJobs with authorization %q: %v, want %v", tt.auth, err, tt.want)
+		}
+	}
+	if opts := rayexecutor.RequireToken(""); opts != nil {
+		t.Errorf("RequireToken(\"\") = %v, want no options (open)", opts)
 	}
 }

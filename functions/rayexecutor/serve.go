@@ -2,6 +2,7 @@ package rayexecutor
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // Health routes of the HTTP/1.1 side of the port (Knative's probes).
@@ -43,11 +47,47 @@ func NewHandler(log *slog.Logger) *Handler {
 // Ready serves g from now on.
 func (h *Handler) Ready(g *grpc.Server) { h.grpc.Store(g) }
 
-// NewGRPCServer returns a gRPC server with s registered.
-func NewGRPCServer(s *Server) *grpc.Server {
-	g := grpc.NewServer()
+// NewGRPCServer returns a gRPC server with s registered, built with opts
+// (RequireToken's, for example).
+func NewGRPCServer(s *Server, opts ...grpc.ServerOption) *grpc.Server {
+	g := grpc.NewServer(opts...)
 	s.Register(g)
 	return g
+}
+
+// RequireToken returns the server options that make every call carry the
+// metadata "authorization: Bearer <token>" (COUNCIL_QUERY_TOKEN); a call
+// without it fails with code Unauthenticated, which clients do not retry.
+// An empty token returns no options: the calls stay open.
+func RequireToken(token string) []grpc.ServerOption {
+	if token == "" {
+		return nil
+	}
+	want := []byte(token)
+	check := func(ctx context.Context) error {
+		md, _ := metadata.FromIncomingContext(ctx)
+		for _, v := range md.Get("authorization") {
+			scheme, tok, ok := strings.Cut(v, " ")
+			if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), want) == 1 {
+				return nil
+			}
+		}
+		return status.Error(codes.Unauthenticated, "a bearer token is required (authorization metadata, COUNCIL_QUERY_TOKEN)")
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := check(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := check(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}
 }
 
 // ServeHTTP implements http.Handler.

@@ -3,6 +3,7 @@ package council
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -202,6 +203,51 @@ func CheckDeliberationID(id string) error {
 		return Invalidf("deliberation id %q: want 1 to 255 letters, digits, '-' and '_'", id)
 	}
 	return nil
+}
+
+// CheckAgentID returns an error wrapping ErrInvalid unless id can name an
+// agent: 1 to 64 letters, digits, '-' and '_' (ValidAgentID; an agent id is
+// a token of NATS subjects and KV keys).
+func CheckAgentID(id string) error {
+	if !ValidAgentID(id) {
+		return Invalidf("agent id %q: want 1 to 64 letters, digits, '-' and '_'", id)
+	}
+	return nil
+}
+
+// CheckWorkKey returns an error wrapping ErrInvalid unless key can name a
+// piece of work (ProposalKey, CritiqueKey): at most 255 bytes of
+// dot-separated tokens of letters, digits, '-' and '_', so that it is never
+// a subject wildcard where it becomes part of an event id, a Nats-Msg-Id or
+// a KV key.
+func CheckWorkKey(key string) error {
+	ok := key != "" && len(key) <= 255
+	for tok := range strings.SplitSeq(key, ".") {
+		if !ok {
+			break
+		}
+		ok = tok != ""
+		for i := 0; ok && i < len(tok); i++ {
+			c := tok[i]
+			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		}
+	}
+	if !ok {
+		return Invalidf("work key %q: want dot-separated tokens of letters, digits, '-' and '_' (at most 255 bytes)", key)
+	}
+	return nil
+}
+
+// CheckWorkIDs is the one check of the ids a work request carries — the
+// deliberation id, the work key and the agents' ids — run at the edge of
+// every function before any of them reaches an LLM call, a NATS subject or
+// a KV key. It returns an error wrapping ErrInvalid naming each bad id.
+func CheckWorkIDs(deliberationID, key string, agentIDs ...string) error {
+	errs := []error{CheckDeliberationID(deliberationID), CheckWorkKey(key)}
+	for _, a := range agentIDs {
+		errs = append(errs, CheckAgentID(a))
+	}
+	return errors.Join(errs...)
 }
 
 // ProposalKey names the proposal work of agent at stage.

@@ -273,6 +273,9 @@ func seedOf(attempt int, format string, args ...any) *int64 {
 // Generate runs a proposal request on llm. onToken, when not nil, receives
 // the streamed text. Structured kinds are checked to be JSON objects.
 func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken func(string)) (Proposal, error) {
+	if err := CheckWorkIDs(r.DeliberationID, r.Key, r.Agent.ID); err != nil {
+		return Proposal{}, fmt.Errorf("generate: %w", err)
+	}
 	temp, seed := sampling(r.DeliberationID, r.Task, r.Agent, r.Stage, r.Attempt)
 	req := CompletionRequest{
 		Model: r.Task.ModelFor(r.Agent), Messages: ProposalMessages(r),
@@ -307,6 +310,9 @@ func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken fun
 
 // Review runs a critique request on llm with structured output.
 func Review(ctx context.Context, llm Completer, r CritiqueRequest) (Critique, error) {
+	if err := CheckWorkIDs(r.DeliberationID, r.Key, r.Reviewer.ID); err != nil {
+		return Critique{}, fmt.Errorf("critique: %w", err)
+	}
 	s := CritiqueSchema(r.Task.Constraints.Rubric)
 	seed := seedOf(r.Attempt, "%s/%s", r.DeliberationID, r.Key)
 	start := time.Now()

@@ -251,6 +251,16 @@ func (s *Store) Active(_ context.Context) ([]*council.Deliberation, error) {
 	return s.list((*council.Deliberation).Owes), nil
 }
 
+// ByTask returns the ids of the stored deliberations of task taskID, in no
+// particular order.
+func (s *Store) ByTask(_ context.Context, taskID string) ([]string, error) {
+	var ids []string
+	for _, d := range s.list(func(d *council.Deliberation) bool { return d.Task.ID == taskID }) {
+		ids = append(ids, d.ID)
+	}
+	return ids, nil
+}
+
 // Quarantined returns the deliberations set aside by List or Active.
 func (s *Store) Quarantined(_ context.Context) ([]council.Quarantined, error) {
 	s.mu.Lock()

@@ -13,6 +13,7 @@ import (
 
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
+	"council.dev/shared/redact"
 )
 
 // Transport says how a function receives its events.
@@ -46,8 +47,34 @@ type Config struct {
 	LLMTimeout time.Duration
 	// LLMRetries is how often an LLM call is retried (COUNCIL_LLM_RETRIES).
 	LLMRetries int
-	// LLMAPIKey is the bearer token for the LLM server (COUNCIL_LLM_API_KEY).
+	// LLMAPIKey is the bearer token for the LLM server (COUNCIL_LLM_API_KEY,
+	// or the file COUNCIL_LLM_API_KEY_FILE).
 	LLMAPIKey string
+	// NATSAuth authenticates and secures the NATS connection
+	// (COUNCIL_NATS_CREDS, COUNCIL_NATS_NKEY, COUNCIL_NATS_JWT,
+	// COUNCIL_NATS_USER, COUNCIL_NATS_PASSWORD, COUNCIL_NATS_TOKEN,
+	// COUNCIL_NATS_TLS_CA, COUNCIL_NATS_TLS_CERT, COUNCIL_NATS_TLS_KEY).
+	NATSAuth NATSAuth
+	// RayHeaders are sent with every request to the Ray Jobs API
+	// (COUNCIL_RAY_HEADERS, a JSON object; COUNCIL_RAY_TOKEN or
+	// COUNCIL_RAY_TOKEN_FILE adds Authorization: Bearer); nil when unset.
+	RayHeaders map[string]string
+	// QueryToken, when set, is the bearer token the query routes (GET
+	// /deliberations, /jobs, /status; rayexecutor's gRPC) require
+	// (COUNCIL_QUERY_TOKEN or COUNCIL_QUERY_TOKEN_FILE).
+	QueryToken string
+	// OIDC verifies the sender of events over HTTP when enabled
+	// (COUNCIL_AUTH_OIDC_*).
+	OIDC OIDC
+	// RayJobLLMAPIKeyFile is where the Ray cluster keeps the LLM API key,
+	// a path on its nodes handed to the council-agent job as
+	// COUNCIL_LLM_API_KEY_FILE (COUNCIL_RAY_JOB_LLM_API_KEY_FILE); the key
+	// itself never goes into a job.
+	RayJobLLMAPIKeyFile string
+	// RayJobNATSCreds is where the Ray cluster keeps the job's NATS
+	// credentials file, handed to the job as COUNCIL_NATS_CREDS
+	// (COUNCIL_RAY_JOB_NATS_CREDS).
+	RayJobNATSCreds string
 	// Sink is where execute posts its fan-out over HTTP (K_SINK); empty when
 	// unset.
 	Sink string
@@ -134,7 +161,6 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		LLMModel:    DefaultLLMModel,
 		LLMTimeout:  DefaultLLMTimeout,
 		LLMRetries:  DefaultLLMRetries,
-		LLMAPIKey:   get("COUNCIL_LLM_API_KEY"),
 		Source:      get("COUNCIL_SOURCE"),
 		RayAgentDir: get("COUNCIL_RAY_AGENT_DIR"),
 		LogLevel:    DefaultLogLevel,
@@ -173,7 +199,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			continue
 		}
 		if why := checkURL(v, u.schemes); why != "" {
-			bad(u.name, v, why)
+			bad(u.name, redact.URL(v), why)
 			continue
 		}
 		*u.dst = v
@@ -299,6 +325,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			c.LogLevel = strings.ToLower(v)
 		}
 	}
+	loadSecurity(get, bad, &c)
 
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("host: config: %w: %w", council.ErrInvalid, errors.Join(errs...))
@@ -310,7 +337,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 func checkURL(v string, schemes []string) string {
 	u, err := url.Parse(v)
 	if err != nil {
-		return "not a URL: " + err.Error()
+		return "not a URL: " + redact.Text(err.Error())
 	}
 	if !slices.Contains(schemes, strings.ToLower(u.Scheme)) || u.Host == "" {
 		return fmt.Sprintf("want an absolute URL with scheme %s", strings.Join(schemes, ", "))
@@ -331,13 +358,16 @@ func NewLogger(level string, w io.Writer) *slog.Logger {
 
 // JobEnv returns the variables a job started on another machine (the
 // council-agent Ray job) needs to reach the same NATS and LLM server and log
-// at the same level: COUNCIL_NATS_URL, COUNCIL_LOG_LEVEL and the
-// COUNCIL_LLM_* variables, and COUNCIL_LEGACY_SUBJECTS when it is on (the
-// job publishes the old subjects too). COUNCIL_LLM_API_KEY is included only
-// when set; note that Ray shows a job's environment on its dashboard.
+// at the same level: COUNCIL_NATS_URL (without any userinfo),
+// COUNCIL_LOG_LEVEL, the COUNCIL_LLM_* variables but the key, and
+// COUNCIL_LEGACY_SUBJECTS when it is on (the job publishes the old subjects
+// too). No secret goes into it, since Ray shows a job's environment on its
+// dashboard and Jobs API: the job reads its secrets where the Ray cluster
+// keeps them, COUNCIL_LLM_API_KEY_FILE from RayJobLLMAPIKeyFile and
+// COUNCIL_NATS_CREDS from RayJobNATSCreds (paths on the cluster's nodes).
 func (c Config) JobEnv() map[string]string {
 	env := map[string]string{
-		"COUNCIL_NATS_URL":    c.NATSURL,
+		"COUNCIL_NATS_URL":    stripUserinfo(c.NATSURL),
 		"COUNCIL_LLM_URL":     c.LLMURL,
 		"COUNCIL_LLM_MODEL":   c.LLMModel,
 		"COUNCIL_LLM_MODELS":  strings.Join(c.LLMModels, ","),
@@ -345,11 +375,26 @@ func (c Config) JobEnv() map[string]string {
 		"COUNCIL_LLM_RETRIES": strconv.Itoa(c.LLMRetries),
 		"COUNCIL_LOG_LEVEL":   c.LogLevel,
 	}
-	if c.LLMAPIKey != "" {
-		env["COUNCIL_LLM_API_KEY"] = c.LLMAPIKey
+	if c.RayJobLLMAPIKeyFile != "" {
+		env["COUNCIL_LLM_API_KEY_FILE"] = c.RayJobLLMAPIKeyFile
+	}
+	if c.RayJobNATSCreds != "" {
+		env["COUNCIL_NATS_CREDS"] = c.RayJobNATSCreds
 	}
 	if c.LegacySubjects {
 		env["COUNCIL_LEGACY_SUBJECTS"] = "true"
 	}
 	return env
+}
+
+// stripUserinfo removes the credentials of every URL of a NATS URL list.
+func stripUserinfo(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = nil
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,26 +51,32 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	t.Parallel()
+	// The Ray cluster's copy of the LLM key (a mounted Secret there).
+	keyFile := filepath.Join(t.TempDir(), "llm-api-key")
+	if err := os.WriteFile(keyFile, []byte("sk-test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	got, err := host.LoadConfig(env(map[string]string{
-		"PORT":                      " 9090 ",
-		"COUNCIL_TRANSPORT":         "JetStream",
-		"COUNCIL_NATS_URL":          "nats://nats.council:4222",
-		"COUNCIL_LLM_URL":           "https://llm.example/v1",
-		"COUNCIL_LLM_MODEL":         "qwen",
-		"COUNCIL_LLM_MODELS":        "llama, qwen,,qwen ",
-		"COUNCIL_LLM_TIMEOUT":       "2m30s",
-		"COUNCIL_LLM_RETRIES":       "0",
-		"COUNCIL_LLM_API_KEY":       "sk-test",
-		"K_SINK":                    "http://broker-ingress.knative-eventing.svc/council/default",
-		"COUNCIL_SOURCE":            "council.dev/custom",
-		"COUNCIL_RAY_ADDRESS":       "http://127.0.0.1:8265",
-		"COUNCIL_RAY_AGENT_DIR":     "gcs://_ray_pkg_council_agent.zip",
-		"COUNCIL_LOG_LEVEL":         "DEBUG",
-		"COUNCIL_LEGACY_SUBJECTS":   "TRUE",
-		"COUNCIL_RAY_POOL":          "2",
-		"COUNCIL_RAY_POOL_MAX":      "4",
-		"COUNCIL_RAY_POOL_WORKERS":  "3",
-		"COUNCIL_RAY_POOL_ACK_WAIT": "10s",
+		"COUNCIL_RAY_JOB_LLM_API_KEY_FILE": keyFile,
+		"PORT":                             " 9090 ",
+		"COUNCIL_TRANSPORT":                "JetStream",
+		"COUNCIL_NATS_URL":                 "nats://nats.council:4222",
+		"COUNCIL_LLM_URL":                  "https://llm.example/v1",
+		"COUNCIL_LLM_MODEL":                "qwen",
+		"COUNCIL_LLM_MODELS":               "llama, qwen,,qwen ",
+		"COUNCIL_LLM_TIMEOUT":              "2m30s",
+		"COUNCIL_LLM_RETRIES":              "0",
+		"COUNCIL_LLM_API_KEY":              "sk-test",
+		"K_SINK":                           "http://broker-ingress.knative-eventing.svc/council/default",
+		"COUNCIL_SOURCE":                   "council.dev/custom",
+		"COUNCIL_RAY_ADDRESS":              "http://127.0.0.1:8265",
+		"COUNCIL_RAY_AGENT_DIR":            "gcs://_ray_pkg_council_agent.zip",
+		"COUNCIL_LOG_LEVEL":                "DEBUG",
+		"COUNCIL_LEGACY_SUBJECTS":          "TRUE",
+		"COUNCIL_RAY_POOL":                 "2",
+		"COUNCIL_RAY_POOL_MAX":             "4",
+		"COUNCIL_RAY_POOL_WORKERS":         "3",
+		"COUNCIL_RAY_POOL_ACK_WAIT":        "10s",
 	}))
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
@@ -94,11 +102,19 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		LogLevel:       "debug",
 		NATS:           natsjs.DefaultTopology(),
 		LegacySubjects: true,
+
+		RayJobLLMAPIKeyFile: keyFile,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
-	// A job configured from JobEnv reaches the same NATS and LLM server.
+	for k, v := range got.JobEnv() {
+		if strings.Contains(v, "sk-test") {
+			t.Errorf("JobEnv()[%s] carries the LLM API key", k)
+		}
+	}
+	// A job configured from JobEnv reaches the same NATS and LLM server,
+	// with the key read from the file the Ray cluster keeps.
 	job, err := host.LoadConfig(env(got.JobEnv()))
 	if err != nil {
 		t.Fatalf("LoadConfig(JobEnv()): %v", err)

@@ -14,6 +14,16 @@
 //	GET  /health/liveness   200 "ok" while the process serves
 //	(WithRoute)             whatever the function adds, e.g. query routes
 //
+// # Authentication (docs/security.md)
+//
+// With WithTokenVerifier (Run: COUNCIL_AUTH_OIDC_AUDIENCE), POST / needs the
+// sender's OIDC token (Knative Eventing's, Authorization: Bearer <JWT>):
+// none or an invalid one is answered 401, a sender not allowed 403, before
+// the event is read; neither is retried. Run puts the routes a function adds
+// behind RequireToken when COUNCIL_QUERY_TOKEN is set; /health/* stay open.
+// ConnectNATS authenticates with the credentials of Config.NATSAuth, and
+// errors name URLs through package redact, never with their credentials.
+//
 // # Status mapping (the retry API, see StatusFor)
 //
 // Knative's delivery contract retries 404, 409, 429 and 5xx and gives up on

@@ -24,6 +24,9 @@ var errPanic = errors.New("handler panicked")
 // serveEvent is POST /: decode one CloudEvent, run the handler, answer.
 func (s *HTTPServer) serveEvent(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if !s.authenticate(w, r, start) {
+		return
+	}
 	e, err := s.readEvent(w, r)
 	if err != nil {
 		status := StatusFor(err)

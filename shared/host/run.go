@@ -17,15 +17,22 @@ import (
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/vllm"
 	"council.dev/shared/council"
+	"council.dev/shared/redact"
 )
 
-// ConnectNATS connects to cfg.NATSURL (retrying while the server comes up)
-// and makes sure council's streams and bucket exist.
+// ConnectNATS connects to cfg.NATSURL with cfg.NATSAuth (retrying while the
+// server comes up) and makes sure council's streams and bucket exist. Its
+// errors name the server with its credentials redacted.
 func ConnectNATS(ctx context.Context, cfg Config, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("council-"+name),
-		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	opts, err := cfg.NATSOptions()
 	if err != nil {
-		return nil, nil, fmt.Errorf("host: connect nats %s: %w", cfg.NATSURL, err)
+		return nil, nil, fmt.Errorf("host: connect nats %s: %w", redact.URLs(cfg.NATSURL), err)
+	}
+	opts = append(opts, nats.Name("council-"+name),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("host: connect nats %s: %w", redact.URLs(cfg.NATSURL), redactErr(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -35,7 +42,13 @@ func ConnectNATS(ctx context.Context, cfg Config, name string) (*nats.Conn, jets
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := natsjs.Setup(sctx, js, cfg.NATS); err != nil {
+		last := nc.LastError()
 		nc.Close()
+		if errors.Is(last, nats.ErrAuthorization) || errors.Is(last, nats.ErrAuthExpired) || errors.Is(last, nats.ErrAuthRevoked) {
+			// Wrong or missing credentials: retrying does not fix them.
+			return nil, nil, fmt.Errorf("host: connect nats %s: %w", redact.URLs(cfg.NATSURL),
+				council.Invalidf("the server refused the credentials (COUNCIL_NATS_*): %v", last))
+		}
 		return nil, nil, fmt.Errorf("host: set up streams: %w", err)
 	}
 	return nc, js, nil
@@ -106,13 +119,17 @@ func Run(ctx context.Context, cfg Config, name string, types []string, init Init
 		}
 		routes.ServeHTTP(w, r)
 	})
-	srv, err := NewHTTPServer(cfg.Addr(), handle, WithLogger(log), WithRoute("GET /", lazyRoutes),
+	opts, err := authOptions(ctx, cfg, lazyRoutes, log)
+	if err != nil {
+		return err
+	}
+	srv, err := NewHTTPServer(cfg.Addr(), handle, append(opts, WithLogger(log),
 		WithReadiness(func(context.Context) error {
 			if built.Load() == nil {
 				return errors.New("starting")
 			}
 			return nil
-		}))
+		}))...)
 	if err != nil {
 		return err
 	}
@@ -144,6 +161,9 @@ func Run(ctx context.Context, cfg Config, name string, types []string, init Init
 	for pattern, h := range f.Routes {
 		routes.Handle(pattern, h)
 	}
+	if len(f.Routes) > 0 && cfg.QueryToken == "" {
+		log.Warn("query routes are open: set COUNCIL_QUERY_TOKEN to require a bearer token", "function", name)
+	}
 	if cfg.Transport == TransportJetStream {
 		if f.JetStream == nil {
 			return abort(errors.New("host: transport jetstream needs a NATS connection"))
@@ -167,6 +187,32 @@ func Run(ctx context.Context, cfg Config, name string, types []string, init Init
 	return errors.Join(errs...)
 }
 
+// authOptions are the server options of cfg's authentication: the query
+// routes behind COUNCIL_QUERY_TOKEN when it is set, and the sender of
+// events verified when COUNCIL_AUTH_OIDC_AUDIENCE is. The health routes stay
+// open.
+func authOptions(ctx context.Context, cfg Config, queries http.Handler, log *slog.Logger) ([]Option, error) {
+	var opts []Option
+	if cfg.QueryToken != "" {
+		h, err := RequireToken(cfg.QueryToken, queries)
+		if err != nil {
+			return nil, err
+		}
+		queries = h
+	}
+	opts = append(opts, WithRoute("GET /", queries))
+	if cfg.OIDC.Enabled() {
+		v, err := NewTokenVerifier(ctx, cfg.OIDC)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, WithTokenVerifier(v))
+		log.Info("events need an OIDC token", "audience", cfg.OIDC.Audience, "issuer", cfg.OIDC.Issuer,
+			"jwks", redact.URL(cfg.OIDC.JWKSURL), "subjects", cfg.OIDC.Subjects)
+	}
+	return opts, nil
+}
+
 // initWithRetry calls init until it succeeds or ctx ends.
 func initWithRetry(ctx context.Context, name string, init Init, log *slog.Logger) (Function, error) {
 	wait := initBackoffBase
@@ -179,7 +225,12 @@ func initWithRetry(ctx context.Context, name string, init Init, log *slog.Logger
 			return f, nil
 		}
 		if !council.Retryable(err) {
-			return Function{}, fmt.Errorf("host: %s: %w", name, err)
+			// Permanent (the server refused the topology, a name is
+			// invalid): retrying changes nothing, so the function stops
+			// and its command exits non-zero instead of never becoming
+			// ready.
+			log.Error("function cannot start: permanent error, not retrying", "function", name, "error", err)
+			return Function{}, fmt.Errorf("host: %s cannot start (permanent error, not retried): %w", name, err)
 		}
 		log.Warn("function not ready: retrying", "function", name, "in", wait, "error", err)
 		select {

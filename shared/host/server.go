@@ -52,6 +52,7 @@ type HTTPServer struct {
 	logger    *slog.Logger
 	readiness []func(context.Context) error
 	routes    []route
+	verifier  *TokenVerifier
 
 	writeTimeout  time.Duration
 	maxBodyBytes  int64

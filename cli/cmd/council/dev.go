@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 	"council.dev/events"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
+	"council.dev/shared/redact"
 )
 
 // defaultFixture is the deliberation the dev command sends: 3 agents, 1 round.
@@ -40,6 +42,11 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	rayExecutor := fl.String("ray-executor", "127.0.0.1:0", "listen address of the old Ray Executor's gRPC API (fleet.ray_executor.v1, h2c), "+
 		`e.g. 127.0.0.1:50056 (the old port; port 0 picks a free one); "" serves none`)
 	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	// The local stack has no authentication: what it serves stays on
+	// this machine.
+	if err := loopbackOnly("-ray-executor", *rayExecutor); err != nil {
 		return err
 	}
 	ev, err := loadFixture(*fixture)
@@ -77,7 +84,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return err
 	}
 	defer s.Close()
-	fmt.Fprintf(stdout, "council dev: NATS JetStream at %s, LLM %s (model %s)\n", s.URL, *llmURL, *model)
+	fmt.Fprintf(stdout, "council dev: NATS JetStream at %s, LLM %s (model %s)\n", redact.URLs(s.URL), redact.URL(*llmURL), *model)
+	fmt.Fprintln(stdout, "council dev: open, without authentication: it listens on loopback only (docs/security.md)")
 	if s.RayExecutorAddr != "" {
 		fmt.Fprintf(stdout, "council dev: old Ray Executor gRPC API (fleet.ray_executor.v1, h2c) at %s (RAY_EXECUTOR_ADDRESS)\n", s.RayExecutorAddr)
 	}
@@ -119,6 +127,22 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return fmt.Errorf("deliberation %s failed after %s: %s", id, time.Since(start).Round(time.Millisecond), out.Failed.Reason)
 	}
 	printResult(stdout, out.Completed, time.Since(start))
+	return nil
+}
+
+// loopbackOnly refuses a listen address (host:port) that is not on a
+// loopback interface; empty serves nothing and is fine.
+func loopbackOnly(flag, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("%s %q: want host:port: %v", flag, addr, err)
+	}
+	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return usagef("%s %q: council dev has no authentication and listens on loopback only (127.0.0.1, ::1, localhost)", flag, addr)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@
 //	council status     one deliberation, from execute's GET /deliberations/{id}
 //	council jobs       the running deliberations, from execute's GET /jobs
 //	council stats      execute's health and statistics, from GET /status
+//	council dlq        list, show and replay the dead letters of the JetStream transport
 //	council fixtures   list the event fixtures
 //
 // Every command takes -h. Exit status: 0 success, 1 failure, 2 bad usage.
@@ -36,8 +37,10 @@ Usage:
   council send [flags] FIXTURE|FILE|-      send one CloudEvent over HTTP (-to) or to the JetStream broker (-nats)
   council watch -nats URL [flags]          follow events, progress and (-tokens) token streams
   council status -execute URL ID           one deliberation (GET /deliberations/{id})
+  council find -execute URL TASK_ID       the deliberations of a task, newest first (GET /deliberations?task_id=)
   council jobs -execute URL                the running deliberations (GET /jobs)
   council stats -execute URL               execute's health and statistics (GET /status)
+  council dlq list|show|replay -nats URL   the dead letters (terminated events, with the reason); replay one
   council fixtures                         list the event fixtures
 
 Run 'council <command> -h' for the flags of a command.
@@ -75,10 +78,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = watch(ctx, args[1:], s)
 	case "status":
 		err = status(ctx, args[1:], s)
+	case "find":
+		err = find(ctx, args[1:], s)
 	case "jobs":
 		err = jobs(ctx, args[1:], s)
 	case "stats":
 		err = stats(ctx, args[1:], s)
+	case "dlq":
+		err = dlq(ctx, args[1:], s)
 	case "fixtures":
 		err = listFixtures(stdout)
 	case "-h", "--help", "help":

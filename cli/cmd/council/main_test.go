@@ -57,12 +57,12 @@ func TestUsage(t *testing.T) {
 		t.Errorf("unknown command: stderr %q", r.err)
 	}
 	r = runCLI(t, "", "help").must(t, 0)
-	for _, c := range []string{"dev", "send", "watch", "status", "jobs", "stats", "fixtures"} {
+	for _, c := range []string{"dev", "send", "watch", "status", "find", "jobs", "stats", "fixtures"} {
 		if !strings.Contains(r.stdout, "council "+c) {
 			t.Errorf("help lacks %q:\n%s", c, r.stdout)
 		}
 	}
-	for _, c := range []string{"send", "watch", "status", "jobs", "stats", "dev"} {
+	for _, c := range []string{"send", "watch", "status", "find", "jobs", "stats", "dev"} {
 		r := runCLI(t, "", c, "-h").must(t, 0)
 		if !strings.Contains(r.err, "-timeout") {
 			t.Errorf("%s -h: stderr lacks the flags:\n%s", c, r.err)
@@ -339,6 +339,13 @@ func TestFullDeliberationOverJetStream(t *testing.T) {
 		}
 	}
 	runCLI(t, "", "status", "dlb-000000000000000000000000", "-execute", exec.URL).must(t, 1)
+	found := runCLI(t, "", "find", "task-42", "-execute", exec.URL).must(t, 0)
+	if !strings.Contains(found.stdout, id[1]) || !strings.Contains(found.stdout, "completed") {
+		t.Errorf("find task-42 does not list deliberation %s, completed:\n%s", id[1], found.stdout)
+	}
+	if none := runCLI(t, "", "find", "task-none", "-execute", exec.URL).must(t, 0); !strings.Contains(none.stdout, "no deliberations of task task-none") {
+		t.Errorf("find of a task without deliberations:\n%s", none.stdout)
+	}
 	jobs := runCLI(t, "", "jobs", "-execute", exec.URL).must(t, 0)
 	if !strings.Contains(jobs.stdout, "DELIBERATION") && !strings.Contains(jobs.stdout, "no running deliberations") {
 		t.Errorf("jobs output:\n%s", jobs.stdout)
@@ -400,5 +407,78 @@ func TestQueryFormatting(t *testing.T) {
 	bad := runCLI(t, "", "status", "dlb-aa", "-execute", ts.URL+"/elsewhere").must(t, 1)
 	if !strings.Contains(bad.err, "is "+ts.URL+"/elsewhere the execute function?") {
 		t.Errorf("status at a wrong URL: stderr %q", bad.err)
+	}
+}
+
+// TestDeadLetters runs the local stack and publishes a forged
+// proposal.requested (deliberation id "a.*.>") straight to the broker, as
+// anyone who reaches it could: generate refuses it before any LLM call, its
+// consumer terminates it, and `council dlq` lists it with its reason, shows
+// it and replays it (refused and dead-lettered again).
+func TestDeadLetters(t *testing.T) {
+	ctx := t.Context()
+	llm := &counciltest.Completer{}
+	s, err := stack.Start(ctx, stack.Config{Completer: llm, StoreDir: t.TempDir(), SweepEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	forged := eventstest.Load(t, "proposal.requested.v1/invalid/wildcard_deliberation_id.json")
+	if err := s.Publisher.PublishEvent(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	var list result
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list = runCLI(t, "", "dlq", "list", "-nats", s.URL).must(t, 0)
+		if strings.Contains(list.stdout, forged.ID()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the forged event is not in the dead letters after 30s:\n%s", list.stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, want := range []string{"SEQ", "generate", "terminated", "dev.council.proposal.requested.v1", `deliberation id "a.*.>"`} {
+		if !strings.Contains(list.stdout, want) {
+			t.Errorf("dlq list lacks %q:\n%s", want, list.stdout)
+		}
+	}
+	show := runCLI(t, "", "dlq", "show", "-nats", s.URL, "1").must(t, 0)
+	for _, want := range []string{"outcome:    terminated", `"deliberation_id":"a.*.`, "council.events.dev.council.proposal.requested.v1"} {
+		if !strings.Contains(show.stdout, want) {
+			t.Errorf("dlq show lacks %q:\n%s", want, show.stdout)
+		}
+	}
+	replay := runCLI(t, "", "dlq", "replay", "-nats", s.URL, "1").must(t, 0)
+	if !strings.Contains(replay.stdout, "replayed dead letter 1: event "+forged.ID()) {
+		t.Errorf("dlq replay said %q", replay.stdout)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(runCLI(t, "", "dlq", "show", "-nats", s.URL, "2").stdout, forged.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replayed event was not refused and dead-lettered again within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := len(llm.Requests()); n != 0 {
+		t.Errorf("%d LLM calls for a forged request, want 0", n)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dlq"}, "needs a subcommand"},
+		{[]string{"dlq", "purge", "-nats", s.URL}, `unknown subcommand "purge"`},
+		{[]string{"dlq", "show", "-nats", s.URL}, "takes one dead-letter sequence number"},
+		{[]string{"dlq", "show", "-nats", s.URL, "x"}, `"x" is not a sequence number`},
+		{[]string{"dlq", "list"}, "-nats URL is required"},
+	} {
+		if r := runCLI(t, "", tc.args...).must(t, 2); !strings.Contains(r.err, tc.want) {
+			t.Errorf("%v: stderr %q lacks %q", tc.args, r.err, tc.want)
+		}
+	}
+	if r := runCLI(t, "", "dlq", "show", "-nats", s.URL, "99").must(t, 1); !strings.Contains(r.err, "not found") {
+		t.Errorf("dlq show 99: stderr %q", r.err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -27,6 +28,9 @@ type queryOptions struct {
 	base    *string
 	asJSON  *bool
 	timeout *time.Duration
+	// token is the bearer token of execute's query routes
+	// (COUNCIL_QUERY_TOKEN or the file COUNCIL_QUERY_TOKEN_FILE).
+	token func() (string, error)
 }
 
 func queryFlags(command, synopsis string, s streams) (*flag.FlagSet, queryOptions) {
@@ -35,7 +39,25 @@ func queryFlags(command, synopsis string, s streams) (*flag.FlagSet, queryOption
 		base:    fl.String("execute", envOr(s.getenv, "COUNCIL_EXECUTE_URL", ""), "execute's base URL (default $COUNCIL_EXECUTE_URL)"),
 		asJSON:  fl.Bool("json", false, "print execute's JSON answer as it is"),
 		timeout: fl.Duration("timeout", 30*time.Second, "how long to wait for the answer"),
+		token:   func() (string, error) { return queryToken(s.getenv) },
 	}
+}
+
+// queryToken is COUNCIL_QUERY_TOKEN, or the content of the file
+// COUNCIL_QUERY_TOKEN_FILE; empty when neither is set.
+func queryToken(getenv func(string) string) (string, error) {
+	if v := strings.TrimSpace(getenv("COUNCIL_QUERY_TOKEN")); v != "" {
+		return v, nil
+	}
+	f := strings.TrimSpace(getenv("COUNCIL_QUERY_TOKEN_FILE"))
+	if f == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return "", usagef("COUNCIL_QUERY_TOKEN_FILE=%q: %v", f, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func status(ctx context.Context, args []string, s streams) error {
@@ -49,7 +71,7 @@ func status(ctx context.Context, args []string, s streams) error {
 	if len(pos) != 1 {
 		return usagef("want one DELIBERATION_ID, got %d arguments", len(pos))
 	}
-	d, raw, code, err := getJSON(ctx, *o.base, "/deliberations/"+url.PathEscape(pos[0]), *o.timeout,
+	d, raw, code, err := getJSON(ctx, o, "/deliberations/"+url.PathEscape(pos[0]), *o.timeout,
 		events.DecodeDeliberationView, http.StatusNotFound)
 	if err != nil {
 		return err
@@ -91,6 +113,12 @@ func printDeliberation(w io.Writer, d events.DeliberationView) {
 	if j := d.Job; j != nil {
 		row("ray job", strings.TrimSpace(fmt.Sprintf("%s %s (attempt %d) %s", j.SubmissionID, j.State, j.Attempt, j.Message)))
 	}
+	if d.Phase != "" && d.Status == "running" {
+		row("stage", fmt.Sprintf("%d, %s", d.Stage, d.Phase))
+	}
+	for _, a := range d.Agents {
+		row("agent "+a.AgentID, fmt.Sprintf("%s %s: %d done, %d pending, %d failed", a.Role, a.State, a.Done, a.Pending, a.Failed))
+	}
 	_ = tw.Flush()
 	if len(d.Result) == 0 {
 		return
@@ -103,6 +131,41 @@ func printDeliberation(w io.Writer, d events.DeliberationView) {
 	printResult(w, &c, time.Duration(d.DurationMS)*time.Millisecond)
 }
 
+func find(ctx context.Context, args []string, s streams) error {
+	fl, o := queryFlags("find", "find -execute URL [flags] TASK_ID\n\n"+
+		"Lists the deliberations of a task, newest first (GET {execute}/deliberations?task_id=).", s)
+	pos, err := parseFlags(fl, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one TASK_ID, got %d arguments", len(pos))
+	}
+	list, raw, _, err := getJSON(ctx, o, "/deliberations?task_id="+url.QueryEscape(pos[0]), *o.timeout, events.DecodeDeliberationViews)
+	if err != nil {
+		return err
+	}
+	if *o.asJSON {
+		_, err := s.out.Write(raw)
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(s.out, "no deliberations of task %s\n", pos[0])
+		return nil
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DELIBERATION\tSTATUS\tSTARTED\tDURATION\tSTAGE")
+	for _, d := range list {
+		started := ""
+		if d.StartedAt != nil {
+			started = d.StartedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d %s\n", d.DeliberationID, d.Status, started,
+			time.Duration(d.DurationMS)*time.Millisecond, d.Stage, d.Phase)
+	}
+	return tw.Flush()
+}
+
 func jobs(ctx context.Context, args []string, s streams) error {
 	fl, o := queryFlags("jobs", "jobs -execute URL [flags]\n\n"+
 		"Lists the running deliberations, oldest first (GET {execute}/jobs).", s)
@@ -113,7 +176,7 @@ func jobs(ctx context.Context, args []string, s streams) error {
 	if len(pos) != 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	list, raw, _, err := getJSON(ctx, *o.base, "/jobs", *o.timeout, events.DecodeActiveJobs)
+	list, raw, _, err := getJSON(ctx, o, "/jobs", *o.timeout, events.DecodeActiveJobs)
 	if err != nil {
 		return err
 	}
@@ -149,7 +212,7 @@ func stats(ctx context.Context, args []string, s streams) error {
 	if len(pos) != 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	st, raw, _, err := getJSON(ctx, *o.base, "/status", *o.timeout, events.DecodeServiceStatus, http.StatusServiceUnavailable)
+	st, raw, _, err := getJSON(ctx, o, "/status", *o.timeout, events.DecodeServiceStatus, http.StatusServiceUnavailable)
 	if err != nil {
 		return err
 	}
@@ -206,9 +269,14 @@ func printStats(w io.Writer, base string, st events.ServiceStatus) {
 // body is also the answer). It returns the answer, the raw body and the
 // status; any other status is an error saying what execute replied
 // (events.DecodeErrorReply).
-func getJSON[T any](ctx context.Context, base, path string, timeout time.Duration,
+func getJSON[T any](ctx context.Context, o queryOptions, path string, timeout time.Duration,
 	decode func([]byte) (T, error), also ...int) (T, []byte, int, error) {
 	var zero T
+	base := *o.base
+	token, err := o.token()
+	if err != nil {
+		return zero, nil, 0, err
+	}
 	if base == "" {
 		return zero, nil, 0, usagef("-execute URL is required (or set COUNCIL_EXECUTE_URL)")
 	}
@@ -223,6 +291,9 @@ func getJSON[T any](ctx context.Context, base, path string, timeout time.Duratio
 		return zero, nil, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return zero, nil, 0, unreachable("execute", base, err, executeHint)

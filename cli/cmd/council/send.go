@@ -22,6 +22,8 @@ import (
 	"council.dev/events"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
+	"council.dev/shared/host"
+	"council.dev/shared/redact"
 )
 
 const sendSynopsis = `send [flags] FIXTURE|FILE|-
@@ -94,7 +96,11 @@ func send(ctx context.Context, args []string, s streams) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	if *natsURL != "" {
-		return publish(ctx, *natsURL, e, s.out)
+		opts, err := natsOptions(s.getenv)
+		if err != nil {
+			return err
+		}
+		return publish(ctx, *natsURL, e, s.out, opts...)
 	}
 	return post(ctx, *to, *mode, e, s.out)
 }
@@ -173,8 +179,8 @@ func post(ctx context.Context, target, mode string, e event.Event, w io.Writer) 
 }
 
 // publish sends e to the JetStream broker stream at natsURL.
-func publish(ctx context.Context, natsURL string, e event.Event, w io.Writer) error {
-	nc, err := connectNATS(natsURL, "council-send")
+func publish(ctx context.Context, natsURL string, e event.Event, w io.Writer, opts ...nats.Option) error {
+	nc, err := connectNATS(natsURL, "council-send", opts...)
 	if err != nil {
 		return err
 	}
@@ -189,6 +195,7 @@ func publish(ctx context.Context, natsURL string, e event.Event, w io.Writer) er
 	}
 	topo := natsjs.DefaultTopology()
 	subject := topo.EventSubject(e.Type())
+	natsURL = redact.URLs(natsURL) // printed below
 	ack, err := js.Publish(ctx, subject, data, jetstream.WithMsgID(e.ID()))
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		return fmt.Errorf("no JetStream stream captures %s on %s: start the functions with COUNCIL_TRANSPORT=jetstream "+
@@ -206,10 +213,27 @@ func publish(ctx context.Context, natsURL string, e event.Event, w io.Writer) er
 	return nil
 }
 
-// connectNATS connects to url once, failing fast with a message that says
-// what to start.
-func connectNATS(url, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.Timeout(5*time.Second))
+// natsOptions are the NATS credentials and TLS settings of the environment,
+// the functions' variables (COUNCIL_NATS_CREDS, COUNCIL_NATS_NKEY,
+// COUNCIL_NATS_USER, COUNCIL_NATS_TLS_CA, …; docs/security.md), checked as
+// the functions check them.
+func natsOptions(getenv func(string) string) ([]nats.Option, error) {
+	cfg, err := host.LoadConfig(func(k string) string {
+		if strings.HasPrefix(k, "COUNCIL_NATS_") && k != "COUNCIL_NATS_URL" {
+			return getenv(k)
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return cfg.NATSOptions()
+}
+
+// connectNATS connects to url once with opts, failing fast with a message
+// that says what to start.
+func connectNATS(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, append(opts, nats.Name(name), nats.Timeout(5*time.Second))...)
 	if err != nil {
 		return nil, unreachable("NATS", url, err,
 			"start NATS with JetStream (nats-server -js, or the local stack: council dev -nats-url URL), or "+
@@ -222,6 +246,7 @@ func connectNATS(url, name string) (*nats.Conn, error) {
 func unreachable(what, url string, err error, hint string) error {
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
+	url = redact.URLs(url) // never a credential in an error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s %s did not answer in time (-timeout): %w", what, url, err)

@@ -62,7 +62,11 @@ func watch(ctx context.Context, args []string, s streams) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	nc, err := connectNATS(*natsURL, "council-watch")
+	opts, err := natsOptions(s.getenv)
+	if err != nil {
+		return err
+	}
+	nc, err := connectNATS(*natsURL, "council-watch", opts...)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	wire "council.dev/events/legacy"
+	"council.dev/shared/adapters/natserr"
 	"council.dev/shared/council"
 )
 
@@ -145,7 +146,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		Replicas:    p.replicas,
 	}
 	if _, err := p.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("legacy: setup stream %s: %w", p.stream, classify(err))
+		return fmt.Errorf("legacy: setup stream %s: %w", p.stream, natserr.Classify(err))
 	}
 	return nil
 }
@@ -167,7 +168,7 @@ func (p *Publisher) Publish(ctx context.Context, d *council.Deliberation) error 
 		msg.Header.Set("Content-Type", ContentType)
 		ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.ID))
 		if err != nil {
-			return fmt.Errorf("legacy: publish %s of %s: %w: %w", m.Subject, d.ID, council.ErrUnavailable, err)
+			return fmt.Errorf("legacy: publish %s of %s: %w", m.Subject, d.ID, natserr.Classify(err))
 		}
 		if ack.Duplicate {
 			dups++
@@ -176,18 +177,6 @@ func (p *Publisher) Publish(ctx context.Context, d *council.Deliberation) error 
 	p.log.InfoContext(ctx, "legacy agent responses published", "deliberation", d.ID, "task_id", d.Task.ID,
 		"status", d.Status, "messages", len(msgs), "duplicates", dups)
 	return nil
-}
-
-// classify wraps err with council.ErrInvalid when the server refused the
-// request (an API error other than 503: a bad name, an overlap, a change it
-// cannot apply, which NATS answers with 500) and with
-// council.ErrUnavailable otherwise.
-func classify(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code != 503 {
-		return fmt.Errorf("%w: %w", council.ErrInvalid, err)
-	}
-	return fmt.Errorf("%w: %w", council.ErrUnavailable, err)
 }
 
 // validName reports whether s can name a stream.

@@ -31,6 +31,9 @@ const (
 	outcomeRetry      = "retry"      // transient error: nak with delay
 	outcomeExhausted  = "exhausted"  // transient error on the last delivery: terminated
 	outcomeAckFailed  = "ack_failed" // handled, but the ack was not confirmed
+	// outcomeDeadLetterFailed: to be terminated, but the dead-letter stream
+	// did not take it: nak with delay, dead-lettered on a later delivery.
+	outcomeDeadLetterFailed = "dead_letter_failed"
 )
 
 // ackTimeout bounds the confirmation of an ack, which may run after Run's
@@ -51,7 +54,10 @@ const maxReason = 256
 // Delivery is at least once: a handler must be idempotent. A message that is
 // not a valid CloudEvent, or whose handler fails permanently or panics, is
 // terminated and never blocks the messages behind it; a transient failure is
-// redelivered with exponential backoff until MaxDeliver.
+// redelivered with exponential backoff until MaxDeliver, then terminated.
+// Every terminated message is first copied, with its reason, to the
+// dead-letter stream (Topology.DLQStream, DeadLetter), where `council dlq`
+// lists, shows and replays it.
 type Consumer struct {
 	js      jetstream.JetStream
 	pub     *Publisher
@@ -265,7 +271,7 @@ func (c *Consumer) handle(base context.Context, msg jetstream.Msg) {
 		attrs = append(attrs, "stack", string(res.stack))
 	}
 	switch res.outcome {
-	case outcomePanic, outcomeExhausted, outcomeAckFailed:
+	case outcomePanic, outcomeExhausted, outcomeAckFailed, outcomeDeadLetterFailed:
 		level = slog.LevelError
 	}
 	c.o.logger.Log(base, level, "jetstream message", attrs...)
@@ -273,10 +279,7 @@ func (c *Consumer) handle(base context.Context, msg jetstream.Msg) {
 
 // reject terminates a message that is not a valid CloudEvent.
 func (c *Consumer) reject(msg jetstream.Msg, err error) result {
-	if termErr := msg.TermWithReason(reason(err)); termErr != nil {
-		err = errors.Join(err, fmt.Errorf("term: %w", termErr))
-	}
-	return result{outcome: outcomeRejected, err: err}
+	return c.terminate(msg, outcomeRejected, err, nil)
 }
 
 // process runs the handler on a valid event, publishes its replies and acks,
@@ -386,7 +389,28 @@ func (c *Consumer) keepAlive(ctx context.Context, msg jetstream.Msg) (stop func(
 	}
 }
 
+// terminate copies msg with its reason to the dead-letter stream, then
+// terminates it. When the dead letter cannot be written, the message is
+// not terminated but delivered again later (and dead-lettered then), unless
+// this was its last delivery: then it is terminated anyway, and the error
+// says its dead letter is missing.
 func (c *Consumer) terminate(msg jetstream.Msg, outcome string, err error, stack []byte) result {
+	dl := deadLetter{outcome: outcome, reason: err.Error(), delivered: 1}
+	if md, mdErr := msg.Metadata(); mdErr == nil {
+		dl.delivered, dl.seq = md.NumDelivered, md.Sequence.Stream
+	}
+	if ev, decErr := events.DecodeStructured(msg.Data()); decErr == nil {
+		dl.eventID, dl.eventType = ev.ID(), ev.Type()
+	}
+	if dlqErr := c.publishDeadLetter(context.Background(), msg, dl); dlqErr != nil {
+		if dl.delivered < uint64(c.o.maxDeliver) {
+			if nakErr := msg.NakWithDelay(c.backoff(dl.delivered)); nakErr != nil {
+				dlqErr = errors.Join(dlqErr, fmt.Errorf("nak: %w", nakErr))
+			}
+			return result{outcome: outcomeDeadLetterFailed, err: errors.Join(err, dlqErr), stack: stack}
+		}
+		err = errors.Join(err, fmt.Errorf("terminated without a dead letter: %w", dlqErr))
+	}
 	if termErr := msg.TermWithReason(reason(err)); termErr != nil {
 		err = errors.Join(err, fmt.Errorf("term: %w", termErr))
 	}

@@ -9,7 +9,12 @@
 // council.events.T with its id as Nats-Msg-Id, so that the broker stream drops
 // a re-sent event inside its duplicate window.
 //
-// Errors wrap the council sentinels: council.ErrInvalid for input that can
+// A message the Consumer terminates is first copied, with its reason, to the
+// dead-letter stream (Topology.DLQStream, COUNCIL_DLQ; DeadLetter,
+// ListDeadLetters, GetDeadLetter, ReplayDeadLetter).
+//
+// Errors wrap the council sentinels, NATS's own classified by
+// natserr.Classify: council.ErrInvalid for input that can
 // never be processed, council.ErrNotFound and council.ErrConflict for the
 // store, council.ErrUnavailable when NATS cannot take or give the data.
 package natsjs

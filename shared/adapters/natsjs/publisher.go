@@ -142,8 +142,10 @@ func Resolve(ctx context.Context, js jetstream.JetStream, ev event.Event) (event
 // PublishEvent publishes ev as a structured CloudEvent on the subject of its
 // type, with its id as Nats-Msg-Id. It returns an error wrapping
 // council.ErrInvalid when ev is not a valid CloudEvent or its type is not a
-// valid subject, and one wrapping council.ErrUnavailable when the broker does
-// not acknowledge the event.
+// valid subject, one wrapping council.ErrTooLarge when the broker refuses
+// it for its size, and otherwise the broker's error classified by
+// natserr.Classify: council.ErrUnavailable when it does not acknowledge the
+// event.
 func (p *Publisher) PublishEvent(ctx context.Context, ev event.Event) error {
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("natsjs: publish %s: %w: %w", ev.Type(), council.ErrInvalid, err)
@@ -171,11 +173,8 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev event.Event) error {
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentTypeCloudEventsJSON)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID()))
-	if errors.Is(err, nats.ErrMaxPayload) {
-		return fmt.Errorf("natsjs: publish %s: %w: %w", ev.Type(), council.ErrTooLarge, err)
-	}
 	if err != nil {
-		return fmt.Errorf("natsjs: publish %s: %w: %w", ev.Type(), council.ErrUnavailable, err)
+		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), classify(err))
 	}
 	if ack.Duplicate {
 		p.logger.DebugContext(ctx, "duplicate event dropped by the broker",

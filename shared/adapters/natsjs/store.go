@@ -2,6 +2,8 @@ package natsjs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/events"
+	"council.dev/shared/adapters/natserr"
 	"council.dev/shared/council"
 )
 
@@ -160,6 +163,11 @@ func (s *Store) Create(ctx context.Context, d *council.Deliberation) (uint64, er
 		if _, err := s.idx.Put(ctx, activePrefix+d.ID, nil); err != nil {
 			return 0, fmt.Errorf("natsjs: create deliberation %s: index: %w: %w", d.ID, council.ErrUnavailable, err)
 		}
+	}
+	// The task's index (ByTask): a key left by a Create that then fails
+	// names no deliberation, and ByTask's callers skip it.
+	if _, err := s.idx.Put(ctx, taskKey(d.Task.ID, d.ID), nil); err != nil {
+		return 0, fmt.Errorf("natsjs: create deliberation %s: task index: %w: %w", d.ID, council.ErrUnavailable, err)
 	}
 	rev, err := s.write(ctx, d.ID, records, header, 0)
 	if err != nil {
@@ -418,20 +426,39 @@ func (s *Store) keys(ctx context.Context, kv jetstream.KeyValue, filter string) 
 
 func checkKey(id string) error { return council.CheckDeliberationID(id) }
 
-// isRevisionConflict reports whether err is a lost compare-and-set: the
-// client's ErrKeyRevisionMismatch, or the server's "wrong last sequence"
-// (10071, or 10164 on replicated streams) where a client did not map it.
-func isRevisionConflict(err error) bool {
-	if err == nil {
-		return false
+// isRevisionConflict reports whether err is a lost compare-and-set
+// (natserr.IsConflict).
+func isRevisionConflict(err error) bool { return natserr.IsConflict(err) }
+
+// taskPrefix starts the keys of the task index: "task.<hash of the task
+// id>.<deliberation id>" (three tokens: no clash with the other index keys).
+const taskPrefix = "task."
+
+// taskKey is the index key of deliberation id of task taskID: task ids are
+// free text, so the key holds the first 128 bits of their SHA-256.
+func taskKey(taskID, id string) string {
+	return taskPrefix + taskHash(taskID) + "." + id
+}
+
+func taskHash(taskID string) string {
+	sum := sha256.Sum256([]byte(taskID))
+	return hex.EncodeToString(sum[:16])
+}
+
+// ByTask returns the ids of the deliberations created for task taskID, in
+// no particular order (deliberations created before the task index are not
+// in it). An id whose deliberation is gone may be listed. Errors wrap
+// council.ErrUnavailable.
+func (s *Store) ByTask(ctx context.Context, taskID string) ([]string, error) {
+	keys, err := s.keys(ctx, s.idx, taskPrefix+taskHash(taskID)+".*")
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: deliberations of task: %w", err)
 	}
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return true
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		ids = append(ids, k[strings.LastIndexByte(k, '.')+1:])
 	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return ids, nil
 }
 
 // errMissingRecord marks a header that names a record the bucket no longer

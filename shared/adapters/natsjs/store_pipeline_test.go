@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +156,40 @@ func TestPipelinedStoreNeverStoresAHeaderWithoutItsRecord(t *testing.T) {
 	}
 	if _, err := s.Update(ctx, before, rev); !errors.Is(err, council.ErrConflict) {
 		t.Fatalf("update at a revision no longer current: error = %v, want council.ErrConflict", err)
+	}
+}
+
+// TestByTaskFindsTheDeliberationsOfATask: the task index lists, for a task
+// id (free text, hashed into the key), the deliberations created for it
+// and no other.
+func TestByTaskFindsTheDeliberationsOfATask(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxTimeout(t)
+	s, err := natsjs.OpenStore(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	for id, taskID := range map[string]string{"dlb-a1": "story 7 / task: a.*", "dlb-a2": "story 7 / task: a.*", "dlb-b": "task-b"} {
+		task := counciltest.Task()
+		task.ID = taskID
+		d, err := council.New(id, task, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Create(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ByTask(ctx, "story 7 / task: a.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff([]string{"dlb-a1", "dlb-a2"}, got); diff != "" {
+		t.Errorf("ByTask (-want +got):\n%s", diff)
+	}
+	if none, err := s.ByTask(ctx, "task-none"); err != nil || len(none) != 0 {
+		t.Errorf("ByTask of a task without deliberations: %v, %v; want none", none, err)
 	}
 }

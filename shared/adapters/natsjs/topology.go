@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"council.dev/shared/adapters/natserr"
 	"council.dev/shared/council"
 )
 
@@ -35,6 +36,14 @@ const (
 	DefaultBucketTTL = 7 * 24 * time.Hour
 	// MarkerTTL is how long the bucket keeps the marker of a removed key.
 	MarkerTTL = time.Minute
+	// DefaultDLQStream is the dead-letter stream: every event a Consumer
+	// terminates (not a CloudEvent, a permanent error, a panic, its
+	// deliveries exhausted), with the reason.
+	DefaultDLQStream        = "COUNCIL_DLQ"
+	DefaultDLQSubjectPrefix = "council.dlq"
+	// DefaultDLQMaxAge is how long a dead letter is kept for inspection and
+	// replay (council dlq).
+	DefaultDLQMaxAge = 30 * 24 * time.Hour
 )
 
 // Topology names the streams, subjects and bucket council uses. Zero fields
@@ -73,6 +82,16 @@ type Topology struct {
 	// broker takes (kept as long as the events: EventsMaxAge).
 	BodiesBucket string
 
+	// DLQStream is the dead-letter stream (file storage, limits
+	// retention): a terminated event of consumer C goes to
+	// <DLQSubjectPrefix>.C with its reason (DeadLetter).
+	DLQStream string
+	// DLQSubjectPrefix is the dead-letter prefix; the stream captures
+	// <prefix>.>.
+	DLQSubjectPrefix string
+	// DLQMaxAge is how long the dead-letter stream keeps a dead letter.
+	DLQMaxAge time.Duration
+
 	// Replicas is the replica count of the streams and the bucket.
 	Replicas int
 }
@@ -92,6 +111,9 @@ func DefaultTopology() Topology {
 		BucketTTL:           DefaultBucketTTL,
 		IndexBucket:         DefaultIndexBucket,
 		BodiesBucket:        DefaultBodiesBucket,
+		DLQStream:           DefaultDLQStream,
+		DLQSubjectPrefix:    DefaultDLQSubjectPrefix,
+		DLQMaxAge:           DefaultDLQMaxAge,
 		Replicas:            1,
 	}
 }
@@ -134,6 +156,15 @@ func (t Topology) withDefaults() Topology {
 	if t.BodiesBucket == "" {
 		t.BodiesBucket = d.BodiesBucket
 	}
+	if t.DLQStream == "" {
+		t.DLQStream = d.DLQStream
+	}
+	if t.DLQSubjectPrefix == "" {
+		t.DLQSubjectPrefix = d.DLQSubjectPrefix
+	}
+	if t.DLQMaxAge == 0 {
+		t.DLQMaxAge = d.DLQMaxAge
+	}
 	if t.Replicas == 0 {
 		t.Replicas = d.Replicas
 	}
@@ -142,7 +173,7 @@ func (t Topology) withDefaults() Topology {
 
 func (t Topology) validate() error {
 	var errs []error
-	for _, s := range []string{t.EventsSubjectPrefix, t.TokensSubjectPrefix} {
+	for _, s := range []string{t.EventsSubjectPrefix, t.TokensSubjectPrefix, t.DLQSubjectPrefix} {
 		if !validSubject(s) {
 			errs = append(errs, fmt.Errorf("subject prefix %q is not a literal subject", s))
 		}
@@ -150,15 +181,18 @@ func (t Topology) validate() error {
 	if t.EventsSubjectPrefix == t.TokensSubjectPrefix {
 		errs = append(errs, fmt.Errorf("events and tokens share subject prefix %q", t.EventsSubjectPrefix))
 	}
+	if t.DLQSubjectPrefix == t.EventsSubjectPrefix || t.DLQSubjectPrefix == t.TokensSubjectPrefix {
+		errs = append(errs, fmt.Errorf("the dead-letter prefix %q must differ from the events' and the tokens'", t.DLQSubjectPrefix))
+	}
 	if t.IndexBucket == t.Bucket {
 		errs = append(errs, fmt.Errorf("the index bucket %q must not be the state bucket", t.IndexBucket))
 	}
-	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket, t.IndexBucket, t.BodiesBucket} {
+	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket, t.IndexBucket, t.BodiesBucket, t.DLQStream} {
 		if !validID(n) {
 			errs = append(errs, fmt.Errorf("name %q: want letters, digits, '-' and '_'", n))
 		}
 	}
-	if t.EventsMaxAge < 0 || t.TokensMaxAge < 0 || t.TokensMaxBytes < 0 {
+	if t.EventsMaxAge < 0 || t.TokensMaxAge < 0 || t.TokensMaxBytes < 0 || t.DLQMaxAge < 0 {
 		errs = append(errs, errors.New("negative limit"))
 	}
 	if t.DuplicateWindow < 0 || t.DuplicateWindow > t.EventsMaxAge {
@@ -181,14 +215,20 @@ func (t Topology) ScheduleSubject(name string) string {
 	return t.withDefaults().EventsSubjectPrefix + ".schedule." + name
 }
 
+// DLQSubject returns the subject of the dead letters of consumer.
+func (t Topology) DLQSubject(consumer string) string {
+	return t.withDefaults().DLQSubjectPrefix + "." + consumer
+}
+
 // TokenSubject returns the subject of the tokens of one agent of one
 // deliberation.
 func (t Topology) TokenSubject(deliberationID, agentID string) string {
 	return t.withDefaults().TokensSubjectPrefix + "." + deliberationID + "." + agentID
 }
 
-// Setup creates the broker stream, the token stream and the deliberation KV
-// bucket of t, or updates them to t when they exist; running it again
+// Setup creates the broker stream, the token stream, the dead-letter
+// stream, the deliberation and index KV buckets and the bodies object store
+// of t, or updates them to t when they exist; running it again
 // changes nothing. Zero fields of t take the defaults of DefaultTopology.
 //
 // It returns an error wrapping council.ErrInvalid for a topology NATS rejects
@@ -231,6 +271,20 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if _, err := js.CreateOrUpdateStream(ctx, tokens); err != nil {
 		return fmt.Errorf("natsjs: setup stream %s: %w", t.TokensStream, classify(err))
 	}
+	dlq := jetstream.StreamConfig{
+		Name:        t.DLQStream,
+		Description: "council dead letters: events a consumer terminated, with the reason (council dlq)",
+		Subjects:    []string{t.DLQSubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      t.DLQMaxAge,
+		Duplicates:  min(t.DuplicateWindow, t.DLQMaxAge),
+		Replicas:    t.Replicas,
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, dlq); err != nil {
+		return fmt.Errorf("natsjs: setup stream %s: %w", t.DLQStream, classify(err))
+	}
 	kv := jetstream.KeyValueConfig{
 		Bucket:      t.Bucket,
 		Description: "council deliberation state",
@@ -265,15 +319,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	return nil
 }
 
-// classify wraps err with council.ErrInvalid when the server rejected the
-// request (a 4xx API error) and with council.ErrUnavailable otherwise.
-func classify(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
-		return fmt.Errorf("%w: %w", council.ErrInvalid, err)
-	}
-	return fmt.Errorf("%w: %w", council.ErrUnavailable, err)
-}
+// classify wraps err with its council class, by NATS's error codes
+// (natserr.Classify: permanent, transient or too large).
+func classify(err error) error { return natserr.Classify(err) }
 
 // validID reports whether s is a non-empty run of ASCII letters, digits, '-'
 // and '_' of at most 255 bytes: a KV key, a single subject token and a

@@ -105,3 +105,26 @@ func TestSetupRejectsBadTopology(t *testing.T) {
 		})
 	}
 }
+
+// TestSetupOverAnIncompatibleStreamIsPermanent: a tokens stream that
+// exists on file storage cannot be turned into the memory stream council
+// wants; NATS answers 500 "can not change storage type" (code 10052), which
+// is permanent: retrying changes nothing.
+func TestSetupOverAnIncompatibleStreamIsPermanent(t *testing.T) {
+	_, _, js := natstest.Start(t)
+	ctx := ctxTimeout(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: natsjs.DefaultTokensStream, Subjects: []string{natsjs.DefaultTokensSubjectPrefix + ".>"},
+		Storage: jetstream.FileStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := natsjs.Setup(ctx, js, natsjs.Topology{})
+	if !errors.Is(err, council.ErrInvalid) || council.Retryable(err) {
+		t.Fatalf("Setup over a file-storage tokens stream = %v, want a permanent ErrInvalid", err)
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10052 {
+		t.Errorf("Setup error %v does not carry the server's error 10052", err)
+	}
+}

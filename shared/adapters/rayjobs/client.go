@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"council.dev/shared/council"
+	"council.dev/shared/redact"
 )
 
 // maxBody caps what is read of one response (job logs included).
@@ -45,13 +46,13 @@ var _ council.JobRunner = (*Client)(nil)
 func New(address string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(strings.TrimSpace(address))
 	if err != nil {
-		return nil, fmt.Errorf("rayjobs: address %q: %w", address, err)
+		return nil, fmt.Errorf("rayjobs: address %q: %s", redact.URL(address), redact.Text(err.Error()))
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("rayjobs: address %q: want http(s)://host:port", address)
+		return nil, fmt.Errorf("rayjobs: address %q: want http(s)://host:port", redact.URL(address))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("rayjobs: address %q: no query or fragment allowed", address)
+		return nil, fmt.Errorf("rayjobs: address %q: no query or fragment allowed", redact.URL(address))
 	}
 	o, err := newOptions(opts)
 	if err != nil {

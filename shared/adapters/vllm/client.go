@@ -31,6 +31,7 @@ import (
 
 	"council.dev/events"
 	"council.dev/shared/council"
+	"council.dev/shared/redact"
 )
 
 // Client calls an OpenAI-compatible chat completions endpoint. It is safe
@@ -52,7 +53,7 @@ var _ council.Completer = (*Client)(nil)
 func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("vllm: new: base URL %q: want http(s)://host[:port]/path", baseURL)
+		return nil, fmt.Errorf("vllm: new: base URL %q: want http(s)://host[:port]/path", redact.URL(baseURL))
 	}
 	if defaultModel == "" {
 		return nil, errors.New("vllm: new: empty default model")
@@ -69,6 +70,9 @@ func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 
 	oc := openai.DefaultConfig(cfg.apiKey)
 	oc.BaseURL = strings.TrimRight(baseURL, "/")
+	if cfg.httpClient == nil {
+		cfg.httpClient = newHTTPClient(cfg.maxConns)
+	}
 	oc.HTTPClient = cfg.httpClient
 	return &Client{
 		api:          openai.NewClientWithConfig(oc),

@@ -3,6 +3,7 @@ package vllm
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -15,6 +16,13 @@ const (
 	DefaultRetries     = 3
 	DefaultBackoffBase = 500 * time.Millisecond
 	DefaultBackoffMax  = 10 * time.Second
+	// DefaultMaxConns is how many concurrent calls the default HTTP client
+	// keeps a connection ready for (MaxIdleConnsPerHost): the most a function
+	// or a Ray job runs at once (a council's agents in parallel, 32 events
+	// of execute's fan-out), with room to spare. Go's default keeps 2, so
+	// that every call beyond the second opened a new TCP (and TLS)
+	// connection under load.
+	DefaultMaxConns = 64
 )
 
 // Option configures a Client.
@@ -27,6 +35,7 @@ type config struct {
 	backoffBase time.Duration
 	backoffMax  time.Duration
 	httpClient  *http.Client
+	maxConns    int
 	apiKey      string
 	logger      *slog.Logger
 	jitter      func(limit time.Duration) time.Duration
@@ -39,7 +48,7 @@ func defaultConfig() config {
 		retries:     DefaultRetries,
 		backoffBase: DefaultBackoffBase,
 		backoffMax:  DefaultBackoffMax,
-		httpClient:  &http.Client{},
+		maxConns:    DefaultMaxConns,
 		logger:      slog.New(slog.DiscardHandler),
 		jitter:      fullJitter,
 		sleep:       sleepCtx,
@@ -97,8 +106,10 @@ func WithBackoff(base, max time.Duration) Option {
 	}
 }
 
-// WithHTTPClient sets the HTTP client (default: a new http.Client; the
-// per-attempt timeout comes from WithTimeout, not from the client).
+// WithHTTPClient sets the HTTP client (default: one whose transport keeps
+// WithMaxConns idle connections to the server; the per-attempt timeout comes
+// from WithTimeout, not from the client). WithMaxConns does not change a
+// client set here.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) error {
 		if hc == nil {
@@ -107,6 +118,53 @@ func WithHTTPClient(hc *http.Client) Option {
 		c.httpClient = hc
 		return nil
 	}
+}
+
+// WithMaxConns sets how many connections to the server the default HTTP
+// client keeps open between calls, which should be at least the number of
+// calls made at once (default DefaultMaxConns): calls beyond it open a new
+// connection each.
+func WithMaxConns(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return errors.New("max conns must be at least 1")
+		}
+		c.maxConns = n
+		return nil
+	}
+}
+
+// newHTTPClient returns the default HTTP client: Go's default transport
+// (proxy from the environment, dial and TLS timeouts, HTTP/2 when the
+// server offers it) keeping maxConns idle connections to the server.
+func newHTTPClient(maxConns int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = max(t.MaxIdleConns, maxConns)
+	t.MaxIdleConnsPerHost = maxConns
+	t.IdleConnTimeout = 90 * time.Second
+	return &http.Client{Transport: drainBody{t}}
+}
+
+// drainBody reads what is left of a response body (up to 64 KiB) before
+// closing it, so that the connection goes back to the pool: a JSON decoder
+// stops after the value and leaves the trailing newline, and a body closed
+// before its end closes its connection.
+type drainBody struct{ rt http.RoundTripper }
+
+func (d drainBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := d.rt.RoundTrip(r)
+	if err != nil || resp.Body == nil {
+		return resp, err
+	}
+	resp.Body = &drainingBody{ReadCloser: resp.Body}
+	return resp, nil
+}
+
+type drainingBody struct{ io.ReadCloser }
+
+func (b *drainingBody) Close() error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(b.ReadCloser, 64<<10))
+	return b.ReadCloser.Close()
 }
 
 // WithAPIKey sends key as a bearer token (vLLM --api-key). Empty sends none.

@@ -52,7 +52,7 @@ func run() int {
 			srv, ferr := rayexecutor.FromConfig(ctx, cfg, set, rayexecutor.Deps{JS: js, Logger: log})
 			if ferr == nil {
 				defer nc.Close()
-				h.Ready(rayexecutor.NewGRPCServer(srv))
+				h.Ready(rayexecutor.NewGRPCServer(srv, rayexecutor.RequireToken(cfg.QueryToken)...))
 				log.Info("rayexecutor ready")
 				break
 			}
@@ -60,7 +60,7 @@ func run() int {
 			err = ferr
 		}
 		if !council.Retryable(err) && !errors.Is(err, council.ErrUnavailable) {
-			log.Error("start", "error", err)
+			log.Error("rayexecutor cannot start: permanent error, not retrying", "error", err)
 			stop()
 			if serr := <-errc; serr != nil {
 				log.Error("serve", "error", serr)

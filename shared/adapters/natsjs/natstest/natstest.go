@@ -16,6 +16,25 @@ import (
 // the test ends. It fails the test when the server does not start.
 func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
+	srv := StartServer(t, nil)
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name(t.Name()))
+	if err != nil {
+		t.Fatalf("natstest: connect to %s: %v", srv.ClientURL(), err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: jetstream: %v", err)
+	}
+	return srv, nc, js
+}
+
+// StartServer runs a NATS server with JetStream as Start does, after
+// configure (when not nil) has changed its options — to turn on
+// authentication with users, NKeys or accounts, for example — and returns it
+// without connecting. It is shut down when the test ends.
+func StartServer(t testing.TB, configure func(*server.Options)) *server.Server {
+	t.Helper()
 	opts := &server.Options{
 		ServerName: "natstest",
 		Host:       "127.0.0.1",
@@ -24,6 +43,9 @@ func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
 		NoSigs:     true,
 		JetStream:  true,
 		StoreDir:   t.TempDir(),
+	}
+	if configure != nil {
+		configure(opts)
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -38,14 +60,5 @@ func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	})
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name(t.Name()))
-	if err != nil {
-		t.Fatalf("natstest: connect to %s: %v", srv.ClientURL(), err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("natstest: jetstream: %v", err)
-	}
-	return srv, nc, js
+	return srv
 }

@@ -1,0 +1,421 @@
+//go:build faults
+
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"council.dev/cli/stack"
+	"council.dev/events"
+	"council.dev/shared/council"
+)
+
+// The fault run (make faults; build tag faults): deliberations on the local
+// stack against a fault-injecting LLM stub.
+const (
+	faultDeliberations = 20
+	faultLLMRate       = 0.20 // of LLM calls: 500, 429, reset, slow, malformed
+	faultDupRate       = 0.30 // of requests and of internal events: delivered twice
+	faultBudget        = 3 * time.Minute
+)
+
+// syncBuffer collects log lines from many goroutines.
+type syncBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines[max(0, len(b.lines)-n):], "\n")
+}
+
+// natsServer is a NATS JetStream server on a fixed loopback port and
+// directory, so that it can be stopped and started again under the clients'
+// feet.
+type natsServer struct {
+	t    *testing.T
+	port int
+	dir  string
+	srv  *server.Server
+}
+
+func startNATS(t *testing.T) *natsServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	n := &natsServer{t: t, port: port, dir: t.TempDir()}
+	n.start()
+	t.Cleanup(func() { n.stop() })
+	return n
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir,
+		NoLog: true, NoSigs: true})
+	if err != nil {
+		n.t.Fatalf("nats server: %v", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		n.t.Fatalf("nats server on port %d did not start", n.port)
+	}
+	n.srv = srv
+}
+
+func (n *natsServer) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+// duplicator delivers a share of the internal events twice: it listens on
+// the broker subjects and publishes the chosen events again under another
+// Nats-Msg-Id (so the broker's dedupe lets them through), as a redelivery
+// or a retried publish would.
+type duplicator struct {
+	n      atomic.Int64
+	mu     sync.Mutex
+	rng    *rand.Rand
+	nc     *nats.Conn
+	errors atomic.Int64
+}
+
+var duplicated = map[string]bool{
+	events.TypeProposalRequested: true, events.TypeProposalGenerated: true, events.TypeProposalFailed: true,
+	events.TypeCritiqueRequested: true, events.TypeCritiqueCompleted: true, events.TypeCritiqueFailed: true,
+}
+
+func startDuplicator(t *testing.T, url string, rate float64) *duplicator {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Name("fault-duplicator"), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &duplicator{rng: rand.New(rand.NewPCG(7, 11)), nc: nc}
+	prefix := "council.events."
+	if _, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
+		typ := strings.TrimPrefix(m.Subject, prefix)
+		if !duplicated[typ] || m.Header.Get("Council-Fault-Dup") != "" {
+			return
+		}
+		d.mu.Lock()
+		dup := d.rng.Float64() < rate
+		d.mu.Unlock()
+		if !dup {
+			return
+		}
+		out := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
+		out.Header.Set("Content-Type", m.Header.Get("Content-Type"))
+		out.Header.Set("Council-Fault-Dup", "1")
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := js.PublishMsg(ctx, out, jetstream.WithMsgID("dup-"+m.Header.Get("Nats-Msg-Id"))); err != nil {
+				d.errors.Add(1) // NATS restarting: that duplicate is not sent
+				return
+			}
+			d.n.Add(1)
+		}()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// terminal reads every deliberation.completed and deliberation.failed
+// event of the broker stream: per deliberation, the outcomes.
+func terminal(t *testing.T, js jetstream.JetStream) map[string][]stack.Outcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := map[string][]stack.Outcome{}
+	subjects := []string{"council.events." + events.TypeDeliberationCompleted, "council.events." + events.TypeDeliberationFailed}
+	s, err := js.Stream(ctx, "COUNCIL_EVENTS")
+	if err != nil {
+		t.Fatalf("broker stream: %v", err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("council.events.dev.council.deliberation.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := uint64(0)
+	for subj, n := range info.State.Subjects {
+		for _, want := range subjects {
+			if subj == want {
+				total += n
+			}
+		}
+	}
+	if total == 0 {
+		return out
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range total {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read the outcomes: %v", err)
+		}
+		e, err := events.DecodeStructured(m.Data())
+		if err != nil {
+			t.Fatalf("outcome that is not a CloudEvent: %v", err)
+		}
+		switch e.Type() {
+		case events.TypeDeliberationCompleted:
+			c, err := events.DecodeCompleted(e)
+			if err != nil {
+				t.Fatalf("deliberation.completed %s does not decode: %v", e.ID(), err)
+			}
+			out[c.DeliberationID] = append(out[c.DeliberationID], stack.Outcome{Event: e, Completed: &c})
+		default:
+			f, err := events.DecodeFailed(e)
+			if err != nil {
+				t.Fatalf("deliberation.failed %s does not decode: %v", e.ID(), err)
+			}
+			out[f.DeliberationID] = append(out[f.DeliberationID], stack.Outcome{Event: e, Failed: &f})
+		}
+	}
+	return out
+}
+
+// faultRequest is the 3-agent, 1-round fixture with event id i.
+func faultRequest(t *testing.T, i int) event.Event {
+	t.Helper()
+	e, err := events.LoadFixture("deliberation.requested.v1/valid/deliberation.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetID(fmt.Sprintf("fault-run-%02d", i))
+	return e
+}
+
+// TestFaultsDeliberationsSurviveEverything runs 20 deliberations at once on
+// the local stack against the fault-injecting LLM stub (20 % of calls: 500,
+// 429, connection reset, slow, malformed), with 30 % of the requests and of
+// the internal events delivered twice, restarts the NATS server under the
+// running functions, then kills the whole stack (Close) and starts it again
+// over the same NATS storage — and expects every deliberation to end
+// exactly once: completed, or failed with its reason; none lost, none
+// doubled.
+func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
+	start := time.Now()
+	deadline := start.Add(faultBudget)
+	llm, llmURL := newFaultyLLM(t, faultLLMRate, 42)
+	ns := startNATS(t)
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("stack logs (warnings and errors):\n%s", logs.tail(200))
+		}
+	})
+	cfg := stack.Config{
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		LLMURL: llmURL, LLMModel: "council-tiny", NATSURL: ns.url(),
+		LLMTimeout: 20 * time.Second, SweepEvery: time.Second, AckWait: 5 * time.Second, Concurrency: 8,
+	}
+	ctx := context.Background()
+	s, err := stack.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.Close()
+		}
+	})
+	dups := startDuplicator(t, ns.url(), faultDupRate)
+
+	// Requests: each once, 30 % twice (the same CloudEvent, another
+	// Nats-Msg-Id: a producer's retry the broker cannot recognise).
+	ids := map[string]bool{}
+	rng := rand.New(rand.NewPCG(3, 5))
+	requestDups := 0
+	for i := range faultDeliberations {
+		e := faultRequest(t, i)
+		data, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies := 1
+		if rng.Float64() < faultDupRate {
+			copies, requestDups = 2, requestDups+1
+		}
+		for c := range copies {
+			if _, err := s.JS.Publish(ctx, s.Topology.EventSubject(e.Type()), data,
+				jetstream.WithMsgID(fmt.Sprintf("%s/%d", e.ID(), c))); err != nil {
+				t.Fatalf("publish request: %v", err)
+			}
+		}
+		ids[council.DeliberationID(e.Source(), e.ID())] = true
+	}
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if time.Now().After(deadline) {
+				for _, name := range []string{"execute", "generate", "critique"} {
+					if c, err := s.JS.Consumer(ctx, s.Topology.EventsStream, name); err != nil {
+						t.Logf("consumer %s: %v", name, err)
+					} else if info, err := c.Info(ctx); err == nil {
+						t.Logf("consumer %s: pending %d, ack pending %d, waiting pulls %d, redelivered %d",
+							name, info.NumPending, info.NumAckPending, info.NumWaiting, info.NumRedelivered)
+					}
+				}
+				if st, err := s.JS.Stream(ctx, s.Topology.EventsStream); err == nil {
+					t.Logf("broker stream: %d messages, last seq %d", st.CachedInfo().State.Msgs, st.CachedInfo().State.LastSeq)
+				}
+				for id := range ids {
+					d, _, err := s.Store.Get(ctx, id)
+					if err != nil {
+						t.Logf("%s: %v", id, err)
+						continue
+					}
+					var pending []string
+					for k, w := range d.Work {
+						if w.State == council.WorkPending {
+							pending = append(pending, fmt.Sprintf("%s#%d", k, w.Attempt))
+						}
+					}
+					t.Logf("%s: %s stage %d, outbox %v, pending work %v", id, d.Status, d.Stage, d.Outbox, pending)
+				}
+				t.Fatalf("%s: not within the budget of %s (stack: %v)", what, faultBudget, s.Err())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	progress := func(js jetstream.JetStream) (ended int) {
+		return len(terminal(t, js))
+	}
+
+	// Fault 1: the NATS server stops under the running functions once the
+	// deliberations are under way, and comes back on the same storage.
+	waitFor("a first proposal", func() bool {
+		for id := range ids {
+			if d, _, err := s.Store.Get(ctx, id); err == nil && len(d.Proposals) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	before := progress(s.JS)
+	t.Logf("fault: restarting NATS with %d of %d deliberations ended (%s)", before, faultDeliberations, time.Since(start).Round(time.Millisecond))
+	ns.stop()
+	ns.start()
+	waitFor("progress after the NATS restart", func() bool { return s.NC.IsConnected() && progress(s.JS) > before })
+
+	// Fault 2: the whole stack is killed mid-run and started again over
+	// the same NATS storage.
+	ended := progress(s.JS)
+	if ended >= faultDeliberations {
+		t.Fatalf("every deliberation ended before the stack was killed: the run proves too little")
+	}
+	t.Logf("fault: killing the stack with %d of %d deliberations ended (%s)", ended, faultDeliberations, time.Since(start).Round(time.Millisecond))
+	s.Close()
+	closed = true
+	s, err = stack.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("restart stack: %v", err)
+	}
+	closed = false
+
+	waitFor("every deliberation ended", func() bool { return progress(s.JS) >= faultDeliberations })
+	// Redeliveries and duplicates still in flight: wait until every
+	// function's consumer has nothing pending, so that an outcome sent
+	// twice would show.
+	waitFor("the consumers to settle", func() bool {
+		for _, name := range []string{"execute", "generate", "critique"} {
+			c, err := s.JS.Consumer(ctx, s.Topology.EventsStream, name)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	outcomes := terminal(t, s.JS)
+	completed, failed := 0, 0
+	for id := range ids {
+		got := outcomes[id]
+		switch {
+		case len(got) == 0:
+			t.Errorf("deliberation %s lost: no outcome", id)
+		case len(got) > 1:
+			t.Errorf("deliberation %s doubled: %d outcomes", id, len(got))
+		case got[0].Failed != nil:
+			failed++
+			if strings.TrimSpace(got[0].Failed.Reason) == "" {
+				t.Errorf("deliberation %s failed without a reason", id)
+			}
+		default:
+			completed++
+			if len(got[0].Completed.Ranking) == 0 {
+				t.Errorf("deliberation %s completed without a ranking", id)
+			}
+		}
+	}
+	for id := range outcomes {
+		if !ids[id] {
+			t.Errorf("outcome for deliberation %s, which nobody requested", id)
+		}
+	}
+	calls, injected := llm.counts()
+	t.Logf("fault run: %d deliberations, %d completed, %d failed, in %s", faultDeliberations, completed, failed, time.Since(start).Round(time.Millisecond))
+	t.Logf("fault run: %d LLM calls, %d answered well, faults injected %v; %d requests sent twice, %d internal events duplicated (%d duplicates lost to the NATS restart)",
+		calls, llm.ok.Load(), injected, requestDups, dups.n.Load(), dups.errors.Load())
+	for _, k := range faultKinds {
+		if injected[k] == 0 {
+			t.Errorf("no %s fault was injected: the run proves less than it says", k)
+		}
+	}
+	if dups.n.Load() == 0 || requestDups == 0 {
+		t.Errorf("nothing was duplicated (requests %d, internal events %d)", requestDups, dups.n.Load())
+	}
+	if err := s.Err(); err != nil {
+		t.Logf("stack errors (recovered): %v", err)
+	}
+}
