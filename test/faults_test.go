@@ -3,15 +3,20 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +27,7 @@ import (
 
 	"council.dev/cli/stack"
 	"council.dev/events"
+	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
 )
 
@@ -229,14 +235,95 @@ func faultRequest(t *testing.T, i int) event.Event {
 	return e
 }
 
+// The stack of the fault run runs in a process of its own (this test
+// binary, started again with faultStackEnv set), so that it can be killed
+// with SIGKILL: no deferred call, no drain, no flush.
+const (
+	faultStackEnv = "COUNCIL_FAULTS_STACK"
+	faultNATSEnv  = "COUNCIL_FAULTS_NATS_URL"
+	faultLLMEnv   = "COUNCIL_FAULTS_LLM_URL"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(faultStackEnv) != "" {
+		os.Exit(runFaultStack())
+	}
+	os.Exit(m.Run())
+}
+
+// runFaultStack runs the stack the fault run's process is for, until the
+// process is killed; it writes "ready" to its standard output once the
+// functions consume.
+func runFaultStack() int {
+	cfg := stack.Config{
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		LLMURL: os.Getenv(faultLLMEnv), LLMModel: "council-tiny", NATSURL: os.Getenv(faultNATSEnv),
+		LLMTimeout: 20 * time.Second, SweepEvery: time.Second, AckWait: 5 * time.Second, Concurrency: 8,
+	}
+	if _, err := stack.Start(context.Background(), cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "fault stack:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	select {} // until killed
+}
+
+// stackProcess is the stack in a process of its own.
+type stackProcess struct{ cmd *exec.Cmd }
+
+// startStackProcess starts the stack's process on NATS at natsURL and the
+// LLM at llmURL, its log lines into logs, and waits for it to be ready.
+func startStackProcess(t *testing.T, natsURL, llmURL string, logs *syncBuffer) *stackProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), faultStackEnv+"=1", faultNATSEnv+"="+natsURL, faultLLMEnv+"="+llmURL)
+	cmd.Stderr = logs
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the stack's process: %v", err)
+	}
+	p := &stackProcess{cmd: cmd}
+	t.Cleanup(p.kill)
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err == nil && strings.TrimSpace(line) != "ready" {
+			err = fmt.Errorf("first line %q", line)
+		}
+		ready <- err
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("the stack's process did not start: %v\n%s", err, logs.tail(20))
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("the stack's process not ready within a minute:\n%s", logs.tail(20))
+	}
+	return p
+}
+
+// kill kills the process with SIGKILL and reaps it.
+func (p *stackProcess) kill() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
 // TestFaultsDeliberationsSurviveEverything runs 20 deliberations at once on
 // the local stack against the fault-injecting LLM stub (20 % of calls: 500,
 // 429, connection reset, slow, malformed), with 30 % of the requests and of
 // the internal events delivered twice, restarts the NATS server under the
-// running functions, then kills the whole stack (Close) and starts it again
-// over the same NATS storage — and expects every deliberation to end
-// exactly once: completed, or failed with its reason; none lost, none
-// doubled.
+// running functions, then kills the stack's process with SIGKILL mid-run
+// and starts another over the same NATS storage — and expects every
+// deliberation to end exactly once: completed, or failed with its reason;
+// none lost, none doubled.
 func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 	start := time.Now()
 	deadline := start.Add(faultBudget)
@@ -248,22 +335,23 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 			t.Logf("stack logs (warnings and errors):\n%s", logs.tail(200))
 		}
 	})
-	cfg := stack.Config{
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		LLMURL: llmURL, LLMModel: "council-tiny", NATSURL: ns.url(),
-		LLMTimeout: 20 * time.Second, SweepEvery: time.Second, AckWait: 5 * time.Second, Concurrency: 8,
-	}
 	ctx := context.Background()
-	s, err := stack.Start(ctx, cfg)
+	proc := startStackProcess(t, ns.url(), llmURL, &logs)
+	// The test's own client: the stack's process is killed under it.
+	nc, err := nats.Connect(ns.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
-		t.Fatalf("start stack: %v", err)
+		t.Fatal(err)
 	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			s.Close()
-		}
-	})
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := natsjs.DefaultTopology()
+	store, err := natsjs.OpenStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dups := startDuplicator(t, ns.url(), faultDupRate)
 
 	// Requests: each once, 30 % twice (the same CloudEvent, another
@@ -282,7 +370,7 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 			copies, requestDups = 2, requestDups+1
 		}
 		for c := range copies {
-			if _, err := s.JS.Publish(ctx, s.Topology.EventSubject(e.Type()), data,
+			if _, err := js.Publish(ctx, topo.EventSubject(e.Type()), data,
 				jetstream.WithMsgID(fmt.Sprintf("%s/%d", e.ID(), c))); err != nil {
 				t.Fatalf("publish request: %v", err)
 			}
@@ -295,18 +383,15 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 		for !cond() {
 			if time.Now().After(deadline) {
 				for _, name := range []string{"execute", "generate", "critique"} {
-					if c, err := s.JS.Consumer(ctx, s.Topology.EventsStream, name); err != nil {
+					if c, err := js.Consumer(ctx, topo.EventsStream, name); err != nil {
 						t.Logf("consumer %s: %v", name, err)
 					} else if info, err := c.Info(ctx); err == nil {
 						t.Logf("consumer %s: pending %d, ack pending %d, waiting pulls %d, redelivered %d",
 							name, info.NumPending, info.NumAckPending, info.NumWaiting, info.NumRedelivered)
 					}
 				}
-				if st, err := s.JS.Stream(ctx, s.Topology.EventsStream); err == nil {
-					t.Logf("broker stream: %d messages, last seq %d", st.CachedInfo().State.Msgs, st.CachedInfo().State.LastSeq)
-				}
 				for id := range ids {
-					d, _, err := s.Store.Get(ctx, id)
+					d, _, err := store.Get(ctx, id)
 					if err != nil {
 						t.Logf("%s: %v", id, err)
 						continue
@@ -319,53 +404,49 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 					}
 					t.Logf("%s: %s stage %d, outbox %v, pending work %v", id, d.Status, d.Stage, d.Outbox, pending)
 				}
-				t.Fatalf("%s: not within the budget of %s (stack: %v)", what, faultBudget, s.Err())
+				t.Fatalf("%s: not within the budget of %s", what, faultBudget)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	progress := func(js jetstream.JetStream) (ended int) {
-		return len(terminal(t, js))
-	}
+	progress := func() (ended int) { return len(terminal(t, js)) }
 
 	// Fault 1: the NATS server stops under the running functions once the
 	// deliberations are under way, and comes back on the same storage.
 	waitFor("a first proposal", func() bool {
 		for id := range ids {
-			if d, _, err := s.Store.Get(ctx, id); err == nil && len(d.Proposals) > 0 {
+			if d, _, err := store.Get(ctx, id); err == nil && len(d.Proposals) > 0 {
 				return true
 			}
 		}
 		return false
 	})
-	before := progress(s.JS)
+	before := progress()
 	t.Logf("fault: restarting NATS with %d of %d deliberations ended (%s)", before, faultDeliberations, time.Since(start).Round(time.Millisecond))
 	ns.stop()
 	ns.start()
-	waitFor("progress after the NATS restart", func() bool { return s.NC.IsConnected() && progress(s.JS) > before })
+	waitFor("progress after the NATS restart", func() bool { return nc.IsConnected() && progress() > before })
 
-	// Fault 2: the whole stack is killed mid-run and started again over
-	// the same NATS storage.
-	ended := progress(s.JS)
+	// Fault 2: the stack's process is killed (SIGKILL) mid-run and another
+	// started over the same NATS storage.
+	ended := progress()
 	if ended >= faultDeliberations {
 		t.Fatalf("every deliberation ended before the stack was killed: the run proves too little")
 	}
-	t.Logf("fault: killing the stack with %d of %d deliberations ended (%s)", ended, faultDeliberations, time.Since(start).Round(time.Millisecond))
-	s.Close()
-	closed = true
-	s, err = stack.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("restart stack: %v", err)
+	t.Logf("fault: killing the stack's process (SIGKILL) with %d of %d deliberations ended (%s)", ended, faultDeliberations, time.Since(start).Round(time.Millisecond))
+	proc.kill()
+	if ws, ok := proc.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the stack's process ended with %v, not killed by SIGKILL", proc.cmd.ProcessState)
 	}
-	closed = false
+	startStackProcess(t, ns.url(), llmURL, &logs)
 
-	waitFor("every deliberation ended", func() bool { return progress(s.JS) >= faultDeliberations })
+	waitFor("every deliberation ended", func() bool { return progress() >= faultDeliberations })
 	// Redeliveries and duplicates still in flight: wait until every
 	// function's consumer has nothing pending, so that an outcome sent
 	// twice would show.
 	waitFor("the consumers to settle", func() bool {
 		for _, name := range []string{"execute", "generate", "critique"} {
-			c, err := s.JS.Consumer(ctx, s.Topology.EventsStream, name)
+			c, err := js.Consumer(ctx, topo.EventsStream, name)
 			if err != nil {
 				return false
 			}
@@ -377,7 +458,7 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 		return true
 	})
 
-	outcomes := terminal(t, s.JS)
+	outcomes := terminal(t, js)
 	completed, failed := 0, 0
 	for id := range ids {
 		got := outcomes[id]
@@ -414,8 +495,5 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 	}
 	if dups.n.Load() == 0 || requestDups == 0 {
 		t.Errorf("nothing was duplicated (requests %d, internal events %d)", requestDups, dups.n.Load())
-	}
-	if err := s.Err(); err != nil {
-		t.Logf("stack errors (recovered): %v", err)
 	}
 }
