@@ -190,6 +190,9 @@ func TestUpgradeIndexesRunningDeliberations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, d := range stateFixtures(t) {
+		if v2Only[name] {
+			continue // no build before the index wrote such a state
+		}
 		raw, err := os.ReadFile(filepath.Join("testdata", "state", "v1", name+".json"))
 		if err != nil {
 			t.Fatal(err)
@@ -221,8 +224,8 @@ func TestUpgradeIndexesRunningDeliberations(t *testing.T) {
 	slices.Sort(ids)
 	// Those that owe something: running, or their end not acknowledged.
 	want := []string{}
-	for _, d := range stateFixtures(t) {
-		if d.Owes() {
+	for name, d := range stateFixtures(t) {
+		if d.Owes() && !v2Only[name] {
 			want = append(want, d.ID)
 		}
 	}
