@@ -29,6 +29,7 @@ import (
 	"council.dev/events"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/council"
+	"council.dev/shared/counciltest"
 )
 
 // The fault run (make faults; build tag faults): deliberations on the local
@@ -380,33 +381,30 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for !cond() {
-			if time.Now().After(deadline) {
-				for _, name := range []string{"execute", "generate", "critique"} {
-					if c, err := js.Consumer(ctx, topo.EventsStream, name); err != nil {
-						t.Logf("consumer %s: %v", name, err)
-					} else if info, err := c.Info(ctx); err == nil {
-						t.Logf("consumer %s: pending %d, ack pending %d, waiting pulls %d, redelivered %d",
-							name, info.NumPending, info.NumAckPending, info.NumWaiting, info.NumRedelivered)
-					}
+		if !counciltest.Within(time.Until(deadline), 100*time.Millisecond, cond) {
+			for _, name := range []string{"execute", "generate", "critique"} {
+				if c, err := js.Consumer(ctx, topo.EventsStream, name); err != nil {
+					t.Logf("consumer %s: %v", name, err)
+				} else if info, err := c.Info(ctx); err == nil {
+					t.Logf("consumer %s: pending %d, ack pending %d, waiting pulls %d, redelivered %d",
+						name, info.NumPending, info.NumAckPending, info.NumWaiting, info.NumRedelivered)
 				}
-				for id := range ids {
-					d, _, err := store.Get(ctx, id)
-					if err != nil {
-						t.Logf("%s: %v", id, err)
-						continue
-					}
-					var pending []string
-					for k, w := range d.Work {
-						if w.State == council.WorkPending {
-							pending = append(pending, fmt.Sprintf("%s#%d", k, w.Attempt))
-						}
-					}
-					t.Logf("%s: %s stage %d, outbox %v, pending work %v", id, d.Status, d.Stage, d.Outbox, pending)
-				}
-				t.Fatalf("%s: not within the budget of %s", what, faultBudget)
 			}
-			time.Sleep(100 * time.Millisecond)
+			for id := range ids {
+				d, _, err := store.Get(ctx, id)
+				if err != nil {
+					t.Logf("%s: %v", id, err)
+					continue
+				}
+				var pending []string
+				for k, w := range d.Work {
+					if w.State == council.WorkPending {
+						pending = append(pending, fmt.Sprintf("%s#%d", k, w.Attempt))
+					}
+				}
+				t.Logf("%s: %s stage %d, outbox %v, pending work %v", id, d.Status, d.Stage, d.Outbox, pending)
+			}
+			t.Fatalf("%s: not within the budget of %s", what, faultBudget)
 		}
 	}
 	progress := func() (ended int) { return len(terminal(t, js)) }

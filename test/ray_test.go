@@ -25,6 +25,7 @@ import (
 	"council.dev/shared/adapters/rayjobs/raytest"
 	"council.dev/shared/adapters/vllm/vllmtest"
 	"council.dev/shared/council"
+	"council.dev/shared/counciltest"
 )
 
 // buildAgent builds council-agent into a new directory, the working
@@ -101,15 +102,12 @@ func get(t *testing.T, h http.Handler, path string, out any) int {
 	return rec.Code
 }
 
-// eventually polls cond every 200ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+// eventually checks cond every 200ms until it holds; it fails t when d
+// passes first.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !counciltest.Within(d, 200*time.Millisecond, cond) {
+		t.Fatalf("%s: not within %s", what, d)
 	}
 }
 

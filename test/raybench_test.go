@@ -224,18 +224,10 @@ func rayBenchStack(b *testing.B, mode, llmURL, agentDir string) *stack.Stack {
 		}
 	})
 	if mode == "pool" {
-		ctx := context.Background()
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			info, err := s.Ray.Get(ctx, execute.PoolJobID(0))
-			if err == nil && info.State == council.JobRunning {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("pool job not running within 2 minutes: %v %+v", err, info)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		eventually(b, 2*time.Minute, "pool job running", func() bool {
+			info, err := s.Ray.Get(context.Background(), execute.PoolJobID(0))
+			return err == nil && info.State == council.JobRunning
+		})
 	}
 	return s
 }

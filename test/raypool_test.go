@@ -16,6 +16,7 @@ import (
 	"council.dev/shared/adapters/rayjobs/raytest"
 	"council.dev/shared/adapters/vllm/vllmtest"
 	"council.dev/shared/council"
+	"council.dev/shared/counciltest"
 )
 
 // withMetadata returns e with constraints.metadata set to md.
@@ -96,20 +97,16 @@ func stopPool(t testing.TB, s *stack.Stack, slots int) {
 	for slot := range slots {
 		sid := execute.PoolJobID(slot)
 		_ = s.Ray.Stop(ctx, sid)
-		deadline := time.Now().Add(time.Minute)
-		for {
-			info, err := s.Ray.Get(ctx, sid)
-			if err != nil {
-				break // gone, or never started
+		var info council.JobInfo
+		deleted := counciltest.Within(time.Minute, 200*time.Millisecond, func() bool {
+			var err error
+			if info, err = s.Ray.Get(ctx, sid); err != nil {
+				return true // gone, or never started
 			}
-			if info.State.Terminal() && time.Since(info.EndTime) >= council.JobDeleteAfter && s.Ray.Delete(ctx, sid) == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("pool job %s not deleted within a minute: %+v", sid, info)
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
+			return info.State.Terminal() && time.Since(info.EndTime) >= council.JobDeleteAfter && s.Ray.Delete(ctx, sid) == nil
+		})
+		if !deleted {
+			t.Errorf("pool job %s not deleted within a minute: %+v", sid, info)
 		}
 	}
 }

@@ -371,8 +371,11 @@ func TestRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var (
+		n      int
+		status string
+	)
+	forgotten := counciltest.Within(30*time.Second, 100*time.Millisecond, func() bool {
 		st, err := e.client.GetDeliberationStatus(ctx, &pb.GetDeliberationStatusRequest{DeliberationId: first.GetDeliberationId()})
 		if err != nil {
 			t.Fatal(err)
@@ -381,17 +384,15 @@ func TestRetries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
+		n = 0
 		for range keys.Keys() {
 			n++
 		}
-		if n == 0 && st.GetStatus() == rayexecutor.StatusNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("submissions still remembered %s after the %s window (%d keys, status %s)", 30*time.Second, window, n, st.GetStatus())
-		}
-		time.Sleep(100 * time.Millisecond)
+		status = st.GetStatus()
+		return n == 0 && status == rayexecutor.StatusNotFound
+	})
+	if !forgotten {
+		t.Fatalf("submissions still remembered %s after the %s window (%d keys, status %s)", 30*time.Second, window, n, status)
 	}
 	rerun, err := e.client.ExecuteDeliberation(ctx, derivationRequest())
 	if err != nil {

@@ -9,8 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"council.dev/shared/adapters/natsjs"
 )
 
@@ -72,19 +70,11 @@ func dlq(ctx context.Context, args []string, s streams) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	opts, err := natsOptions(s.getenv)
-	if err != nil {
-		return err
-	}
-	nc, err := connectNATS(*natsURL, "council-dlq", opts...)
+	nc, js, err := connectJetStream(*natsURL, "council-dlq", s.getenv)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	topo := natsjs.DefaultTopology()
 	topo.DLQStream = *stream
 

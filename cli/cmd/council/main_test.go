@@ -428,16 +428,11 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	var list result
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !counciltest.Within(30*time.Second, 100*time.Millisecond, func() bool {
 		list = runCLI(t, "", "dlq", "list", "-nats", s.URL).must(t, 0)
-		if strings.Contains(list.stdout, forged.ID()) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the forged event is not in the dead letters after 30s:\n%s", list.stdout)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(list.stdout, forged.ID())
+	}) {
+		t.Fatalf("the forged event is not in the dead letters after 30s:\n%s", list.stdout)
 	}
 	for _, want := range []string{"SEQ", "generate", "terminated", "dev.council.proposal.requested.v1", `deliberation id "a.*.>"`} {
 		if !strings.Contains(list.stdout, want) {
@@ -454,12 +449,10 @@ func TestDeadLetters(t *testing.T) {
 	if !strings.Contains(replay.stdout, "replayed dead letter 1: event "+forged.ID()) {
 		t.Errorf("dlq replay said %q", replay.stdout)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for !strings.Contains(runCLI(t, "", "dlq", "show", "-nats", s.URL, "2").stdout, forged.ID()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the replayed event was not refused and dead-lettered again within 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !counciltest.Within(30*time.Second, 100*time.Millisecond, func() bool {
+		return strings.Contains(runCLI(t, "", "dlq", "show", "-nats", s.URL, "2").stdout, forged.ID())
+	}) {
+		t.Fatal("the replayed event was not refused and dead-lettered again within 30s")
 	}
 	if n := len(llm.Requests()); n != 0 {
 		t.Errorf("%d LLM calls for a forged request, want 0", n)

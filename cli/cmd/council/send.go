@@ -232,6 +232,26 @@ func natsOptions(getenv func(string) string) ([]nats.Option, error) {
 
 // connectNATS connects to url once with opts, failing fast with a message
 // that says what to start.
+// connectJetStream connects to NATS at url as name, with the credentials
+// and TLS settings of the COUNCIL_NATS_* variables (natsOptions), and
+// returns the connection and its JetStream.
+func connectJetStream(url, name string, getenv func(string) string) (*nats.Conn, jetstream.JetStream, error) {
+	opts, err := natsOptions(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := connectNATS(url, name, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 func connectNATS(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	nc, err := nats.Connect(url, append(opts, nats.Name(name), nats.Timeout(5*time.Second))...)
 	if err != nil {

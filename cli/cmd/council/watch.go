@@ -62,19 +62,11 @@ func watch(ctx context.Context, args []string, s streams) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	opts, err := natsOptions(s.getenv)
-	if err != nil {
-		return err
-	}
-	nc, err := connectNATS(*natsURL, "council-watch", opts...)
+	nc, js, err := connectJetStream(*natsURL, "council-watch", s.getenv)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	topo := natsjs.DefaultTopology()
 	items := make(chan item, 256)
 	ctx, cancel := context.WithCancel(ctx)
