@@ -28,7 +28,7 @@ dev: ## The main job: embedded NATS + the three functions + the local LLM server
 	COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} go run ./cli/cmd/council dev
 
 .PHONY: test
-test: llm-up ray-up pyclient ## Run every test of every module (starts the LLM server and Ray, installs the Python gRPC client, with -race)
+test: llm-up ray-up pyclient chromium jaeger ## Run every test of every module (starts the LLM server and Ray, installs the Python gRPC client, Chromium and Jaeger, with -race)
 	@export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} COUNCIL_RAY_ADDRESS=$${COUNCIL_RAY_ADDRESS:-$(RAY_URL)}; \
 	failed=""; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...) || failed="$$failed $$m"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all modules passed"
@@ -89,9 +89,17 @@ llm-up: ## Install (prebuilt llama.cpp server wheel, seconds) and start the loca
 llm-down: ## Stop the local LLM server
 	scripts/llm-server.sh stop
 
+.PHONY: chromium
+chromium: ## Install Debian's chromium package when no Chromium is on PATH (the page test drives it headless; scripts/chromium.sh)
+	scripts/chromium.sh install
+
 .PHONY: pyclient
 pyclient: ## Install grpcio and grpcio-tools (pinned) into .cache/pyclient for the Python-client end-to-end test of the Ray Executor API
 	scripts/pyclient.sh install
+
+.PHONY: jaeger
+jaeger: ## Build Jaeger (the trace backend of the tracing test and `council dev -trace`) once into .cache/bin (scripts/jaeger.sh; minutes the first time, cached)
+	scripts/jaeger.sh install
 
 .PHONY: ray-up
 ray-up: ## Install and start a local Ray head (dashboard on 127.0.0.1:8265)

@@ -168,7 +168,7 @@ func TestWorkRoundTrip(t *testing.T) {
 		}
 
 		p := proposal("dev-1", "DEV", r.Stage, "content")
-		p.Attempt = r.Attempt
+		p.Attempt, p.StartedAt = r.Attempt, t0.Add(-3*time.Second)
 		env = events.NewProposalGenerated(source, r, p, t0)
 		if want := fmt.Sprintf("dlb-1.%s.%d.generated", r.Key, r.Attempt); env.ID != want {
 			t.Errorf("proposal.generated id = %q, want %q", env.ID, want)
@@ -199,7 +199,10 @@ func TestWorkRoundTrip(t *testing.T) {
 		t.Errorf("critique request round trip (-want +got):\n%s", diff)
 	}
 
-	for _, c := range []council.Critique{crit, bare} {
+	// started_at round trips; an answer without it decodes with zero.
+	started := crit
+	started.StartedAt = t0.Add(-2 * time.Second)
+	for _, c := range []council.Critique{crit, bare, started} {
 		env = events.NewCritiqueCompleted(source, cr, c, t0)
 		if env.ID != "dlb-1.c.0.dev-1.qa-1.2.completed" {
 			t.Errorf("critique.completed id = %q", env.ID)
@@ -442,6 +445,12 @@ func TestDeliberationThroughTheCodec(t *testing.T) {
 		DeliberationID: d.ID, TaskID: "task-42", Kind: "deliberation", Backend: "functions", Status: "completed",
 		Usage:      events.Usage{PromptTokens: 6*100 + 12*200, CompletionTokens: 6*50 + 12*40, TotalTokens: 6*150 + 12*240, CachedTokens: 6 * 40},
 		DurationMS: d.FinishedAt.Sub(t0).Milliseconds(), StartedAt: t0, FinishedAt: d.FinishedAt,
+		Calls: 18, // 3 × (1 + 2 peers) per stage, two stages
+		// 240 of 3000 prompt tokens cached; the byte share as measured.
+		PromptCache: events.PromptCache{CachedTokenShare: 0.08, SharedPrefixShare: d.Result.PromptCache.SharedPrefixShare},
+	}
+	if s := got.PromptCache.SharedPrefixShare; s <= 0 || s >= 1 {
+		t.Errorf("shared prefix share %v, want in (0, 1): every prompt opens with the task", s)
 	}
 	if diff := cmp.Diff(want, got, ignoreLists); diff != "" {
 		t.Errorf("completed (-want +got):\n%s", diff)

@@ -42,6 +42,10 @@ var decoders = map[string]func(event.Event) error{
 	events.TypeDeliberationCompleted: func(e event.Event) error { _, err := events.DecodeCompleted(e); return err },
 	events.TypeDeliberationFailed:    func(e event.Event) error { _, err := events.DecodeFailed(e); return err },
 	events.TypeSweepTick:             func(e event.Event) error { _, err := events.DecodeTick(e); return err },
+	events.TypeDeliberationCancel:    func(e event.Event) error { _, _, err := events.DecodeCancel(e); return err },
+	events.TypeDeliberationCancelled: func(e event.Event) error { _, err := events.DecodeCancelled(e); return err },
+	events.TypeReviewRequested:       func(e event.Event) error { _, err := events.DecodeReviewRequested(e); return err },
+	events.TypeReviewDecided:         func(e event.Event) error { _, _, err := events.DecodeReviewDecided(e); return err },
 	events.TypePing:                  func(e event.Event) error { _, err := events.DecodeTick(e); return err },
 }
 
@@ -49,13 +53,15 @@ var decoders = map[string]func(event.Event) error{
 // their type cannot reject: the rule lives in the decoder (council.Task.Validate)
 // or outside the data.
 var schemaAccepts = map[string]bool{
-	"deliberation.requested.v1/invalid/bad_backlog_task_id.json": true, // backlog id form: Validate
-	"deliberation.requested.v1/invalid/duplicate_agent_ids.json": true, // unique ids: Validate
-	"deliberation.requested.v1/invalid/too_many_peers.json":      true, // peers < agents: Validate
-	"deliberation.requested.v1/invalid/wrong_content_type.json":  true, // an attribute, not data
-	"deliberation.requested.v1/invalid/wrong_event_type.json":    true, // an attribute, not data
-	"proposal.requested.v1/invalid/agent_not_in_task.json":       true, // membership: decoder
-	"critique.requested.v1/invalid/reviewer_not_in_task.json":    true, // membership: decoder
+	"deliberation.requested.v1/invalid/bad_backlog_task_id.json":          true, // backlog id form: Validate
+	"deliberation.requested.v1/invalid/duplicate_agent_ids.json":          true, // unique ids: Validate
+	"deliberation.requested.v1/invalid/too_many_peers.json":               true, // peers < agents: Validate
+	"deliberation.requested.v1/invalid/review_with_ray.json":              true, // review and backend: Validate
+	"deliberation.requested.v1/invalid/budget_below_first_proposals.json": true, // budget ≥ agents: Validate
+	"deliberation.requested.v1/invalid/wrong_content_type.json":           true, // an attribute, not data
+	"deliberation.requested.v1/invalid/wrong_event_type.json":             true, // an attribute, not data
+	"proposal.requested.v1/invalid/agent_not_in_task.json":                true, // membership: decoder
+	"critique.requested.v1/invalid/reviewer_not_in_task.json":             true, // membership: decoder
 	// Ids as NATS tokens (council.CheckWorkIDs): the decoder, so that the
 	// schemas independent consumers read stay as they were.
 	"proposal.requested.v1/invalid/wildcard_deliberation_id.json": true,
@@ -264,7 +270,8 @@ func TestOversizedDataIsRejected(t *testing.T) {
 		e.SetSource("test")
 		e.SetType(typ)
 		limit := events.MaxDataBytes
-		if typ == events.TypeDeliberationCompleted || typ == events.TypeDeliberationFailed {
+		if typ == events.TypeDeliberationCompleted || typ == events.TypeDeliberationFailed ||
+			typ == events.TypeDeliberationCancelled || typ == events.TypeReviewRequested {
 			limit = events.MaxResultBytes
 		}
 		e.DataEncoded = []byte(`{"padding":"` + strings.Repeat("p", limit) + `"}`)
@@ -288,6 +295,10 @@ var payloadTypes = map[string]any{
 	events.TypeDeliberationCompleted: events.Completed{},
 	events.TypeDeliberationFailed:    events.Failed{},
 	events.TypeSweepTick:             events.Tick{},
+	events.TypeDeliberationCancel:    events.Cancel{},
+	events.TypeDeliberationCancelled: events.Cancelled{},
+	events.TypeReviewRequested:       events.ReviewRequested{},
+	events.TypeReviewDecided:         events.ReviewDecided{},
 }
 
 // TestSchemasMatchStructs keeps the schemas and the payload structs in
@@ -449,8 +460,8 @@ func TestAsyncAPIDescribesEveryType(t *testing.T) {
 
 func TestTypes(t *testing.T) {
 	types := events.Types()
-	if len(types) != 11 {
-		t.Errorf("Types() has %d types, want 11", len(types))
+	if len(types) != 15 {
+		t.Errorf("Types() has %d types, want 15", len(types))
 	}
 	if slices.Contains(types, events.TypePing) {
 		t.Error("Types() lists TypePing")

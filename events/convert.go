@@ -24,7 +24,8 @@ func requestOf(t council.Task) Request {
 		Constraints: Constraints{
 			StoryID: c.StoryID, PlanID: c.PlanID, Rounds: c.Rounds, Peers: c.Peers,
 			Rubric: slices.Clone(c.Rubric), MaxTokens: c.MaxTokens, Metadata: maps.Clone(c.Metadata),
-			MaxRetries: ptr(c.MaxRetries),
+			MaxRetries: ptr(c.MaxRetries), MaxCalls: c.MaxCalls, MaxTotalTokens: c.MaxTotalTokens,
+			Review: string(c.Review),
 		},
 		Agents: make([]Agent, 0, len(t.Agents)),
 	}
@@ -47,6 +48,7 @@ func (r Request) task() (council.Task, error) {
 		Constraints: council.Constraints{
 			StoryID: c.StoryID, PlanID: c.PlanID, Rounds: c.Rounds, Peers: c.Peers,
 			Rubric: nilIfEmpty(c.Rubric), MaxTokens: c.MaxTokens, MaxRetries: council.DefaultMaxRetries,
+			MaxCalls: c.MaxCalls, MaxTotalTokens: c.MaxTotalTokens, Review: council.ReviewMode(c.Review),
 		},
 	}
 	if len(c.Metadata) > 0 {
@@ -82,11 +84,11 @@ func (r Request) validTask() (council.Task, error) {
 }
 
 func agentOf(a council.Agent) Agent {
-	return Agent{ID: a.ID, Role: a.Role, Model: a.Model, PromptTemplate: a.PromptTemplate}
+	return Agent{ID: a.ID, Role: a.Role, Model: a.Model, PromptTemplate: a.PromptTemplate, FallbackModels: slices.Clone(a.FallbackModels)}
 }
 
 func (a Agent) agent() council.Agent {
-	return council.Agent{ID: a.ID, Role: a.Role, Model: a.Model, PromptTemplate: a.PromptTemplate}
+	return council.Agent{ID: a.ID, Role: a.Role, Model: a.Model, PromptTemplate: a.PromptTemplate, FallbackModels: slices.Clone(a.FallbackModels)}
 }
 
 func usageOf(u council.Usage) Usage {

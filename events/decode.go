@@ -86,7 +86,7 @@ func (w ProposalRequested) request() (council.ProposalRequest, error) {
 	}
 	r := council.ProposalRequest{
 		DeliberationID: w.DeliberationID, Key: w.Key, Task: t, Agent: w.Agent.agent(),
-		Stage: w.Stage, Attempt: w.Attempt,
+		Stage: w.Stage, Attempt: w.Attempt, Deadline: w.Deadline,
 	}
 	if w.Previous != nil {
 		if err := w.Previous.check("previous"); err != nil {
@@ -101,6 +101,7 @@ func (w ProposalRequested) request() (council.ProposalRequest, error) {
 		}
 		r.Critiques = append(r.Critiques, c.critique())
 	}
+	r.Feedback = w.ReviewFeedback
 	return r, nil
 }
 
@@ -119,7 +120,9 @@ func DecodeProposalGenerated(e event.Event) (deliberationID, key string, p counc
 	if err := w.Proposal.check("proposal"); err != nil {
 		return "", "", council.Proposal{}, wrap(TypeProposalGenerated, err)
 	}
-	return w.DeliberationID, w.Key, w.Proposal.proposal(), nil
+	p = w.Proposal.proposal()
+	p.StartedAt = w.StartedAt
+	return w.DeliberationID, w.Key, p, nil
 }
 
 // DecodeCritiqueRequested decodes a critique.requested.v1 event. The task
@@ -153,7 +156,7 @@ func (w CritiqueRequested) request() (council.CritiqueRequest, error) {
 	}
 	return council.CritiqueRequest{
 		DeliberationID: w.DeliberationID, Key: w.Key, Task: t, Reviewer: w.Reviewer.agent(),
-		Proposal: w.Proposal.proposal(), Stage: w.Stage, Attempt: w.Attempt,
+		Proposal: w.Proposal.proposal(), Stage: w.Stage, Attempt: w.Attempt, Deadline: w.Deadline,
 	}, nil
 }
 
@@ -172,7 +175,9 @@ func DecodeCritiqueCompleted(e event.Event) (deliberationID, key string, c counc
 	if err := w.Critique.check("critique"); err != nil {
 		return "", "", council.Critique{}, wrap(TypeCritiqueCompleted, err)
 	}
-	return w.DeliberationID, w.Key, w.Critique.critique(), nil
+	c = w.Critique.critique()
+	c.StartedAt = w.StartedAt
+	return w.DeliberationID, w.Key, c, nil
 }
 
 // DecodeWorkFailure decodes a proposal.failed.v1 or critique.failed.v1
@@ -222,7 +227,7 @@ func DecodeAccepted(e event.Event) (Accepted, error) {
 	case a.DeliberationID == "":
 		return Accepted{}, wrap(e.Type(), council.Invalidf("deliberation_id is required"))
 	case a.Status != string(council.StatusRunning) && !council.Status(a.Status).Terminal():
-		return Accepted{}, wrap(e.Type(), council.Invalidf("status %q is unknown (want running, completed or failed)", a.Status))
+		return Accepted{}, wrap(e.Type(), council.Invalidf("status %q is unknown (want running, completed, failed or cancelled)", a.Status))
 	}
 	return a, nil
 }

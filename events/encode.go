@@ -34,7 +34,7 @@ func NewTick(source, id string, now time.Time) council.Envelope {
 func NewProposalRequested(source string, r council.ProposalRequest, now time.Time) council.Envelope {
 	w := ProposalRequested{
 		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage,
-		Task: requestOf(r.Task), Agent: agentOf(r.Agent),
+		Task: requestOf(r.Task), Agent: agentOf(r.Agent), Deadline: r.Deadline.UTC(),
 	}
 	if r.Previous != nil {
 		w.Previous = ptr(proposalOf(*r.Previous))
@@ -42,6 +42,7 @@ func NewProposalRequested(source string, r council.ProposalRequest, now time.Tim
 	if len(r.Critiques) > 0 {
 		w.Critiques = critiquesOf(r.Critiques)
 	}
+	w.ReviewFeedback = r.Feedback
 	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, ""), TypeProposalRequested, source, r.Task.ID, now, w)
 }
 
@@ -50,7 +51,7 @@ func NewProposalRequested(source string, r council.ProposalRequest, now time.Tim
 func NewCritiqueRequested(source string, r council.CritiqueRequest, now time.Time) council.Envelope {
 	w := CritiqueRequested{
 		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage,
-		Task: requestOf(r.Task), Reviewer: agentOf(r.Reviewer), Proposal: proposalOf(r.Proposal),
+		Task: requestOf(r.Task), Reviewer: agentOf(r.Reviewer), Proposal: proposalOf(r.Proposal), Deadline: r.Deadline.UTC(),
 	}
 	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, ""), TypeCritiqueRequested, source, r.Task.ID, now, w)
 }
@@ -60,6 +61,7 @@ func NewCritiqueRequested(source string, r council.CritiqueRequest, now time.Tim
 func NewProposalGenerated(source string, r council.ProposalRequest, p council.Proposal, now time.Time) council.Envelope {
 	w := ProposalGenerated{
 		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage, Proposal: proposalOf(p),
+		StartedAt: p.StartedAt.UTC(),
 	}
 	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, "generated"), TypeProposalGenerated, source, r.Task.ID, now, w)
 }
@@ -80,6 +82,7 @@ func NewProposalFailed(source string, r council.ProposalRequest, err error, now 
 func NewCritiqueCompleted(source string, r council.CritiqueRequest, c council.Critique, now time.Time) council.Envelope {
 	w := CritiqueCompleted{
 		DeliberationID: r.DeliberationID, Key: r.Key, Attempt: r.Attempt, Stage: r.Stage, Critique: critiqueOf(c),
+		StartedAt: c.StartedAt.UTC(),
 	}
 	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, "completed"), TypeCritiqueCompleted, source, r.Task.ID, now, w)
 }
@@ -116,6 +119,8 @@ func NewCompleted(source string, d *council.Deliberation, now time.Time) council
 		History: proposalsOf(r.History), Reviews: critiquesOf(r.Reviews), Failures: failuresOf(r.Failures),
 		Usage: usageOf(r.Usage), DurationMS: r.Duration.Milliseconds(),
 		StartedAt: d.StartedAt, FinishedAt: d.FinishedAt, Metadata: metadataOf(d.Task.Constraints.Metadata),
+		Calls: d.Calls, Stopped: r.Stopped,
+		PromptCache: PromptCache{CachedTokenShare: r.PromptCache.CachedTokenShare, SharedPrefixShare: r.PromptCache.SharedPrefixShare},
 	}
 	if d.Task.Kind.SinglePass() {
 		for _, rk := range r.Ranking {
@@ -132,24 +137,22 @@ func NewCompleted(source string, d *council.Deliberation, now time.Time) council
 // deliberation.failed.v1 event with id "<deliberation>.failed". Usage sums
 // the calls that were made.
 func NewFailed(source string, d *council.Deliberation, now time.Time) council.Envelope {
-	var u council.Usage
-	for _, p := range d.Proposals {
-		u = u.Add(p.Usage)
-	}
-	for _, c := range d.Critiques {
-		u = u.Add(c.Usage)
-	}
+	return envelope(d.ID+".failed", TypeDeliberationFailed, source, d.Task.ID, now, endOf(d, council.StatusFailed))
+}
+
+// endOf is the data of d ended with status and d.Reason, without a result
+// (failed or cancelled): what it spent and who failed.
+func endOf(d *council.Deliberation, status council.Status) Failed {
 	var dur time.Duration
 	if !d.FinishedAt.IsZero() && !d.StartedAt.IsZero() {
 		dur = d.FinishedAt.Sub(d.StartedAt)
 	}
-	w := Failed{
+	return Failed{
 		DeliberationID: d.ID, TaskID: d.Task.ID, Kind: string(d.Task.Kind), Backend: string(d.Task.Backend),
-		Status: string(council.StatusFailed), Reason: d.Reason, Failures: failuresOf(d.Failures),
-		Usage: usageOf(u), DurationMS: dur.Milliseconds(), StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
-		Metadata: metadataOf(d.Task.Constraints.Metadata),
+		Status: string(status), Reason: d.Reason, Failures: failuresOf(d.Failures),
+		Usage: usageOf(d.Spent()), DurationMS: dur.Milliseconds(), StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
+		Metadata: metadataOf(d.Task.Constraints.Metadata), Calls: d.Calls,
 	}
-	return envelope(d.ID+".failed", TypeDeliberationFailed, source, d.Task.ID, now, w)
 }
 
 // CheckedEvent is ToEvent for the emitters (the JetStream publisher, the
@@ -189,8 +192,24 @@ func ToEvent(e council.Envelope) event.Event {
 		ev.DataEncoded = append([]byte(nil), e.Data...)
 		ev.DataBase64 = false
 	}
+	// The CloudEvents distributed-tracing extension: the W3C trace
+	// context the event continues, when the sender has one.
+	if e.TraceParent != "" {
+		ev.SetExtension(ExtTraceParent, e.TraceParent)
+		if e.TraceState != "" {
+			ev.SetExtension(ExtTraceState, e.TraceState)
+		}
+	}
 	return ev
 }
+
+// The CloudEvents distributed-tracing extension attributes
+// (https://github.com/cloudevents/spec/blob/main/cloudevents/extensions/distributed-tracing.md):
+// the W3C traceparent and tracestate of the trace an event belongs to.
+const (
+	ExtTraceParent = "traceparent"
+	ExtTraceState  = "tracestate"
+)
 
 func envelope(id, eventType, source, subject string, now time.Time, data any) council.Envelope {
 	b, err := marshalPlain(data)

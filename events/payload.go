@@ -43,6 +43,16 @@ type Constraints struct {
 	Rubric     []string          `json:"rubric,omitempty"`
 	MaxTokens  int               `json:"max_tokens,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
+	// MaxCalls bounds the calls issued, retries included; absent or 0
+	// means no bound.
+	MaxCalls int `json:"max_calls,omitempty"`
+	// MaxTotalTokens bounds the tokens of the deliberation (recorded usage
+	// plus max_tokens per call about to be issued); absent or 0 means no
+	// bound.
+	MaxTotalTokens int `json:"max_total_tokens,omitempty"`
+	// Review is before_final for a human gate after the critique rounds;
+	// absent means none.
+	Review string `json:"review,omitempty"`
 }
 
 // Agent is one member of the council.
@@ -51,13 +61,16 @@ type Agent struct {
 	Role           string `json:"role"`
 	Model          string `json:"model,omitempty"`
 	PromptTemplate string `json:"prompt_template,omitempty"`
+	// FallbackModels are asked, in order, when the agent's model fails
+	// with a retryable server error or times out; each must be allowed.
+	FallbackModels []string `json:"fallback_models,omitempty"`
 }
 
 // Accepted is the data of deliberation.accepted.v1.
 type Accepted struct {
 	DeliberationID string `json:"deliberation_id"`
 	TaskID         string `json:"task_id"`
-	// Status is running, completed or failed (a replayed request of a finished deliberation).
+	// Status is running, completed, failed or cancelled (a replayed request of an ended deliberation).
 	Status  string `json:"status"`
 	Backend string `json:"backend"`
 }
@@ -110,10 +123,16 @@ type ProposalRequested struct {
 	Stage          int     `json:"stage"`
 	Task           Request `json:"task"`
 	Agent          Agent   `json:"agent"`
+	// Deadline is the deliberation's deadline: generate makes no LLM call
+	// past it. Added within v1: absent from older producers (no deadline).
+	Deadline time.Time `json:"deadline,omitzero"`
 	// Previous is the agent's own proposal of the previous stage (revisions only).
 	Previous *Proposal `json:"previous,omitempty"`
 	// Critiques are the critiques Previous received (revisions only).
 	Critiques []Critique `json:"critiques,omitempty"`
+	// ReviewFeedback is the human reviewer's feedback the revision
+	// addresses (a round the review gate asked for).
+	ReviewFeedback string `json:"review_feedback,omitempty"`
 }
 
 // ProposalGenerated is the data of proposal.generated.v1.
@@ -123,6 +142,10 @@ type ProposalGenerated struct {
 	Attempt        int      `json:"attempt"`
 	Stage          int      `json:"stage"`
 	Proposal       Proposal `json:"proposal"`
+	// StartedAt is when generate started the LLM call (after its claim):
+	// StartedAt minus the work's request time is the call's queue wait.
+	// Added within v1: absent from older producers.
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // ProposalFailed is the data of proposal.failed.v1.
@@ -146,6 +169,9 @@ type CritiqueRequested struct {
 	Task           Request  `json:"task"`
 	Reviewer       Agent    `json:"reviewer"`
 	Proposal       Proposal `json:"proposal"`
+	// Deadline is the deliberation's deadline: critique makes no LLM call
+	// past it. Added within v1: absent from older producers (no deadline).
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // CritiqueCompleted is the data of critique.completed.v1.
@@ -155,6 +181,9 @@ type CritiqueCompleted struct {
 	Attempt        int      `json:"attempt"`
 	Stage          int      `json:"stage"`
 	Critique       Critique `json:"critique"`
+	// StartedAt is when critique started the LLM call (after its claim).
+	// Added within v1: absent from older producers.
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // CritiqueFailed is the data of critique.failed.v1.
@@ -209,6 +238,23 @@ type Completed struct {
 	// Output is the winner's content parsed as JSON, for the structured kinds
 	// (task_extraction, task_derivation).
 	Output json.RawMessage `json:"output,omitempty"`
+	// Calls is how many calls were issued, retries included (added within
+	// v1: always written, optional on read).
+	Calls int `json:"calls" schema:"optional"`
+	// Stopped is budget_exceeded when a budget ended the rounds early
+	// (the last critiqued stage is ranked); absent otherwise.
+	Stopped string `json:"stopped,omitempty"`
+	// PromptCache measures the prefix cache on the deliberation's calls
+	// (added within v1: always written, optional on read).
+	PromptCache PromptCache `json:"prompt_cache" schema:"optional"`
+}
+
+// PromptCache is council.PromptCache on the wire: the share of prompt
+// tokens the LLM server reported as cached, and the share of prompt bytes
+// in a prefix shared with an earlier call of the deliberation.
+type PromptCache struct {
+	CachedTokenShare  float64 `json:"cached_token_share"`
+	SharedPrefixShare float64 `json:"shared_prefix_share"`
 }
 
 // Failed is the data of deliberation.failed.v1.
@@ -226,6 +272,9 @@ type Failed struct {
 	StartedAt  time.Time         `json:"started_at"`
 	FinishedAt time.Time         `json:"finished_at"`
 	Metadata   map[string]string `json:"metadata"`
+	// Calls is how many calls were issued, retries included (added within
+	// v1: always written, optional on read).
+	Calls int `json:"calls" schema:"optional"`
 }
 
 // Tick is the data of sweep.tick.v1.

@@ -44,7 +44,7 @@ type DeliberationView struct {
 	DeliberationID string `json:"deliberation_id"`
 	TaskID         string `json:"task_id,omitempty"`
 	Kind           string `json:"kind,omitempty"`
-	// Status is running, completed, failed or not_found.
+	// Status is running, completed, failed, cancelled or not_found.
 	Status     string     `json:"status"`
 	Backend    string     `json:"backend,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
@@ -56,7 +56,8 @@ type DeliberationView struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	// Reason says why a failed deliberation failed.
 	Reason string `json:"reason,omitempty"`
-	// Stage is the stage under way, Phase proposing, critiquing or done.
+	// Stage is the stage under way, Phase proposing, critiquing,
+	// awaiting_review (the review gate) or done.
 	Stage int    `json:"stage"`
 	Phase string `json:"phase,omitempty"`
 	// Agents is each agent's progress (backend functions).

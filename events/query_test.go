@@ -31,6 +31,9 @@ var componentSchemas = map[string]reflect.Type{
 	"ActiveJob":     reflect.TypeFor[events.ActiveJob](),
 	"AgentProgress": reflect.TypeFor[events.AgentProgress](),
 	"ErrorReply":    reflect.TypeFor[events.ErrorReply](),
+	"LiveState":     reflect.TypeFor[events.LiveState](),
+	"Call":          reflect.TypeFor[events.Call](),
+	"Usage":         reflect.TypeFor[events.Usage](),
 }
 
 // completedView is the answer of GET /deliberations/{id} for a completed
@@ -72,7 +75,7 @@ func encodeReply[T events.Reply](t *testing.T, v T) []byte {
 func querySamples(t *testing.T) []sample {
 	t.Helper()
 	started, finished := t0, t0.Add(2*time.Second)
-	completed, _ := completedView(t)
+	completed, liveD := completedView(t)
 	running := events.DeliberationView{
 		DeliberationID: "dlb-running", TaskID: "task-1", Kind: "deliberation", Status: "running", Backend: "ray",
 		StartedAt: &started, DurationMS: 65000,
@@ -138,7 +141,31 @@ func querySamples(t *testing.T) []sample {
 		{"no jobs", "#/paths/~1jobs/get/responses/200/content/application~1json/schema", encodeReply[[]events.ActiveJob](t, nil)},
 		{"retryable error", "ErrorReply", encodeReply(t, events.ErrorReply{Error: "nats: timeout", Retryable: true})},
 		{"permanent error", "ErrorReply", encodeReply(t, events.ErrorReply{Error: "bad request"})},
+		{"live state", "LiveState", encodeLive(t, events.NewLiveState(liveD, 7, completed))},
+		{"failed call", "Call", marshalSample(t, events.Call{Key: "c.0.a.b", Kind: "critique", AgentID: "a", AuthorID: "b", Attempt: 3,
+			State: "failed", RequestedAt: t0, Error: "llm: 503"})},
+		{"answered call", "Call", marshalSample(t, events.Call{Key: "p.0.a", Kind: "proposal", AgentID: "a", Attempt: 1,
+			State: "done", RequestedAt: t0, StartedAt: new(t0.Add(250 * time.Millisecond)), QueueWaitMS: new(int64(250)), DurationMS: 900})},
+		{"usage", "Usage", marshalSample(t, events.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15, CachedTokens: 4})},
 	}
+}
+
+func encodeLive(t *testing.T, s events.LiveState) []byte {
+	t.Helper()
+	b, err := events.EncodeLive(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func marshalSample(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestQueryValuesMatchOpenAPI: every encoded value of the query API
@@ -353,7 +380,7 @@ func TestOpenAPIIsEmbedded(t *testing.T) {
 		routes = append(routes, p)
 	}
 	slices.Sort(routes)
-	if want := []string{"/deliberations", "/deliberations/{id}", "/jobs", "/status"}; !slices.Equal(routes, want) {
+	if want := []string{"/deliberations", "/deliberations/{id}", "/deliberations/{id}/events", "/deliberations/{id}/view", "/jobs", "/status"}; !slices.Equal(routes, want) {
 		t.Errorf("openapi.yaml paths = %v, want %v", routes, want)
 	}
 }

@@ -111,6 +111,47 @@ type headerV2 struct {
 	Reason    string            `json:"reason,omitempty"`
 	Outbox    []string          `json:"outbox"`
 	Job       *jobV2            `json:"job,omitempty"`
+	// Calls counts the calls issued (retries included); absent in headers
+	// written before budgets (read as 0).
+	Calls int `json:"calls,omitempty"`
+	// Review is the review gate's record; absent when the deliberation
+	// never reached a gate.
+	Review *reviewV2 `json:"review,omitempty"`
+}
+
+// reviewV2 is the stored council.ReviewState.
+type reviewV2 struct {
+	Round    int          `json:"round"`
+	Stopped  string       `json:"stopped,omitempty"`
+	Feedback []feedbackV2 `json:"feedback,omitempty"`
+}
+
+type feedbackV2 struct {
+	Stage    int    `json:"stage"`
+	Text     string `json:"text"`
+	Reviewer string `json:"reviewer,omitempty"`
+}
+
+func reviewOf(r *council.ReviewState) *reviewV2 {
+	if r == nil {
+		return nil
+	}
+	out := &reviewV2{Round: r.Round, Stopped: r.Stopped}
+	for _, f := range r.Feedback {
+		out.Feedback = append(out.Feedback, feedbackV2(f))
+	}
+	return out
+}
+
+func (r *reviewV2) state() *council.ReviewState {
+	if r == nil {
+		return nil
+	}
+	out := &council.ReviewState{Round: r.Round, Stopped: r.Stopped}
+	for _, f := range r.Feedback {
+		out.Feedback = append(out.Feedback, council.ReviewFeedback(f))
+	}
+	return out
 }
 
 // workV2 is one piece of work, compact (the header holds one per call):
@@ -146,6 +187,18 @@ type resultV2 struct {
 	Failures   []failureV2 `json:"failures,omitempty"`
 	Usage      Usage       `json:"usage"`
 	DurationNS int64       `json:"duration_ns"`
+	Stopped    string      `json:"stopped,omitempty"`
+	// PromptCache is council.PromptCache (added within v2: absent from
+	// older results, which decode with zero).
+	PromptCache *promptCacheV2 `json:"prompt_cache,omitempty"`
+}
+
+type promptCacheV2 struct {
+	CachedTokenShare  float64 `json:"cached_token_share"`
+	SharedPrefixShare float64 `json:"shared_prefix_share"`
+	PromptBytes       int64   `json:"prompt_bytes"`
+	SharedPrefixBytes int64   `json:"shared_prefix_bytes"`
+	Unmeasured        int     `json:"unmeasured,omitempty"`
 }
 
 type rankedV2 struct {
@@ -182,6 +235,9 @@ type proposalRecord struct {
 	Usage      Usage  `json:"usage"`
 	DurationNS int64  `json:"duration_ns"`
 	Attempt    int    `json:"attempt"`
+	// StartedAt is when the LLM call started (added within v2: absent
+	// from older records and when not known).
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 type critiqueRecord struct {
@@ -197,6 +253,7 @@ type critiqueRecord struct {
 	Usage       Usage              `json:"usage"`
 	DurationNS  int64              `json:"duration_ns"`
 	Attempt     int                `json:"attempt"`
+	StartedAt   time.Time          `json:"started_at,omitzero"`
 }
 
 // Encode returns the version-2 header of d and the records it names that
@@ -352,6 +409,7 @@ func (e *recordEncoder) ref(work string, v any) (string, error) {
 		body = proposalRecord{
 			AgentID: v.AgentID, Role: v.Role, Stage: v.Stage, Content: v.Content, Reasoning: v.Reasoning,
 			Model: v.Model, Usage: usageOf(v.Usage), DurationNS: int64(v.Duration), Attempt: v.Attempt,
+			StartedAt: v.StartedAt.UTC(),
 		}
 	case []workV2:
 		body = segmentRecord{Work: v}
@@ -360,6 +418,7 @@ func (e *recordEncoder) ref(work string, v any) (string, error) {
 			ReviewerID: v.ReviewerID, AuthorID: v.AuthorID, Stage: v.Stage, Scores: v.Scores, Overall: v.Overall,
 			Strengths: v.Strengths, Issues: v.Issues, Suggestions: v.Suggestions,
 			Model: v.Model, Usage: usageOf(v.Usage), DurationNS: int64(v.Duration), Attempt: v.Attempt,
+			StartedAt: v.StartedAt.UTC(),
 		}
 	}
 	b, err := json.Marshal(body)
@@ -378,13 +437,18 @@ func sameRecord(a, b any) bool {
 	switch a := a.(type) {
 	case council.Proposal:
 		b, ok := b.(council.Proposal)
-		return ok && a == b
+		if !ok || !a.StartedAt.Equal(b.StartedAt) {
+			return false
+		}
+		a.StartedAt, b.StartedAt = time.Time{}, time.Time{}
+		return a == b
 	case council.Critique:
 		b, ok := b.(council.Critique)
 		return ok && a.ReviewerID == b.ReviewerID && a.AuthorID == b.AuthorID && a.Stage == b.Stage &&
 			a.Overall == b.Overall && maps.Equal(a.Scores, b.Scores) && slices.Equal(a.Strengths, b.Strengths) &&
 			slices.Equal(a.Issues, b.Issues) && slices.Equal(a.Suggestions, b.Suggestions) &&
-			a.Model == b.Model && a.Usage == b.Usage && a.Duration == b.Duration && a.Attempt == b.Attempt
+			a.Model == b.Model && a.Usage == b.Usage && a.Duration == b.Duration && a.Attempt == b.Attempt &&
+			a.StartedAt.Equal(b.StartedAt)
 	case council.Task:
 		return reflect.DeepEqual(a, b)
 	case []workV2:
@@ -405,6 +469,7 @@ func (e *recordEncoder) header(d *council.Deliberation) (*headerV2, error) {
 		SchemaVersion: 2, ID: d.ID, Task: task, Status: string(d.Status), Stage: d.Stage, Phase: string(d.Phase),
 		StartedAt: d.StartedAt, Deadline: d.Deadline, FinishedAt: timeOrNil(d.FinishedAt),
 		Failures: failuresV2(d.Failures), Reason: d.Reason, Outbox: slices.Clone(d.Outbox),
+		Calls: d.Calls, Review: reviewOf(d.Review),
 	}
 	if h.Outbox == nil {
 		h.Outbox = []string{}
@@ -604,7 +669,13 @@ func (e *recordEncoder) chunks(name string, ws []workV2) ([]string, []workV2, er
 func (e *recordEncoder) result(r council.Result) (*resultV2, error) {
 	out := &resultV2{
 		Winner: r.Winner, Ranking: make([]rankedV2, 0, len(r.Ranking)), Failures: failuresV2(r.Failures),
-		Usage: usageOf(r.Usage), DurationNS: int64(r.Duration),
+		Usage: usageOf(r.Usage), DurationNS: int64(r.Duration), Stopped: r.Stopped,
+	}
+	if pc := r.PromptCache; pc != (council.PromptCache{}) {
+		out.PromptCache = &promptCacheV2{
+			CachedTokenShare: pc.CachedTokenShare, SharedPrefixShare: pc.SharedPrefixShare,
+			PromptBytes: pc.PromptBytes, SharedPrefixBytes: pc.SharedPrefixBytes, Unmeasured: pc.Unmeasured,
+		}
 	}
 	for _, rk := range r.Ranking {
 		p, err := e.ref(council.ProposalKey(rk.Proposal.Stage, rk.Proposal.AgentID), rk.Proposal)
@@ -905,6 +976,7 @@ func decodeRecord(key string, b []byte) (any, error) {
 		return council.Proposal{
 			AgentID: p.AgentID, Role: p.Role, Stage: p.Stage, Content: p.Content, Reasoning: p.Reasoning,
 			Model: p.Model, Usage: p.Usage.usage(), Duration: time.Duration(p.DurationNS), Attempt: p.Attempt,
+			StartedAt: p.StartedAt,
 		}, nil
 	case strings.HasPrefix(key, "c."):
 		var c critiqueRecord
@@ -915,6 +987,7 @@ func decodeRecord(key string, b []byte) (any, error) {
 			ReviewerID: c.ReviewerID, AuthorID: c.AuthorID, Stage: c.Stage, Scores: c.Scores, Overall: c.Overall,
 			Strengths: c.Strengths, Issues: c.Issues, Suggestions: c.Suggestions,
 			Model: c.Model, Usage: c.Usage.usage(), Duration: time.Duration(c.DurationNS), Attempt: c.Attempt,
+			StartedAt: c.StartedAt,
 		}, nil
 	}
 	return nil, council.Invalidf("record key %q: want task.…, seg.…, p.… or c.…", key)
@@ -931,6 +1004,7 @@ func (h *headerV2) deliberation(get func(string) any) (*council.Deliberation, er
 		StartedAt: h.StartedAt, Deadline: h.Deadline, FinishedAt: timeOrZero(h.FinishedAt),
 		Work: make(map[string]*council.Work, len(h.Work)), Proposals: map[string]council.Proposal{}, Critiques: map[string]council.Critique{},
 		Failures: failuresOfV2(h.Failures), Reason: h.Reason, Outbox: slices.Clone(h.Outbox),
+		Calls: h.Calls, Review: h.Review.state(),
 	}
 	if len(d.Outbox) == 0 {
 		d.Outbox = nil
@@ -984,6 +1058,13 @@ func (h *headerV2) deliberation(get func(string) any) (*council.Deliberation, er
 	if r := h.Result; r != nil {
 		res := council.Result{
 			Winner: r.Winner, Failures: failuresOfV2(r.Failures), Usage: r.Usage.usage(), Duration: time.Duration(r.DurationNS),
+			Stopped: r.Stopped,
+		}
+		if pc := r.PromptCache; pc != nil {
+			res.PromptCache = council.PromptCache{
+				CachedTokenShare: pc.CachedTokenShare, SharedPrefixShare: pc.SharedPrefixShare,
+				PromptBytes: pc.PromptBytes, SharedPrefixBytes: pc.SharedPrefixBytes, Unmeasured: pc.Unmeasured,
+			}
 		}
 		for _, rk := range r.Ranking {
 			p, ok := get(rk.Proposal).(council.Proposal)

@@ -12,7 +12,7 @@ import (
 
 func TestTokenMessagesRoundTrip(t *testing.T) {
 	for _, c := range []council.TokenChunk{
-		{DeliberationID: "dlb-1", AgentID: "dev-1", Stage: 1, Seq: 3, Text: "héllo \"world\"\n"},
+		{DeliberationID: "dlb-1", AgentID: "dev-1", Stage: 1, Attempt: 2, Seq: 3, Text: "héllo \"world\"\n"},
 		{DeliberationID: "dlb-1", AgentID: "dev-1", Stage: 1, Seq: 4, Final: true},
 	} {
 		b, err := events.EncodeToken(c)

@@ -30,6 +30,15 @@ const (
 	TypeDeliberationFailed = Prefix + "deliberation.failed.v1"
 	// TypeSweepTick asks execute to check deadlines and Ray jobs (Tick).
 	TypeSweepTick = Prefix + "sweep.tick.v1"
+	// TypeDeliberationCancel asks execute to end a running deliberation (Cancel).
+	TypeDeliberationCancel = Prefix + "deliberation.cancel.v1"
+	// TypeDeliberationCancelled ends a deliberation a cancel stopped (Cancelled).
+	TypeDeliberationCancelled = Prefix + "deliberation.cancelled.v1"
+	// TypeReviewRequested asks a human to decide on the ranked candidates
+	// of a deliberation waiting at its review gate (ReviewRequested).
+	TypeReviewRequested = Prefix + "review.requested.v1"
+	// TypeReviewDecided is a human's decision at a review gate (ReviewDecided).
+	TypeReviewDecided = Prefix + "review.decided.v1"
 )
 
 // TypePing is the type of the events a Knative PingSource sends; execute
@@ -51,6 +60,10 @@ func Types() []string {
 		TypeDeliberationCompleted,
 		TypeDeliberationFailed,
 		TypeSweepTick,
+		TypeDeliberationCancel,
+		TypeDeliberationCancelled,
+		TypeReviewRequested,
+		TypeReviewDecided,
 	}
 }
 

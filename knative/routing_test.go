@@ -39,9 +39,11 @@ func flows() []flow {
 		{
 			function: "execute",
 			consumes: p("deliberation.requested.v1", "proposal.generated.v1", "proposal.failed.v1",
-				"critique.completed.v1", "critique.failed.v1", "sweep.tick.v1"),
+				"critique.completed.v1", "critique.failed.v1", "sweep.tick.v1",
+				"deliberation.cancel.v1", "review.decided.v1"),
 			sends: p("deliberation.accepted.v1", "proposal.requested.v1", "critique.requested.v1",
-				"deliberation.completed.v1", "deliberation.failed.v1"),
+				"deliberation.completed.v1", "deliberation.failed.v1",
+				"deliberation.cancelled.v1", "review.requested.v1"),
 		},
 		{
 			function: "generate",

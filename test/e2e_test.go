@@ -214,35 +214,15 @@ func TestDeliberationEveryEventTwice(t *testing.T) {
 // countEvents counts, per type, the broker's events of deliberation id.
 func countEvents(t *testing.T, s *stack.Stack, id string) map[string]int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := s.JS.OrderedConsumer(ctx, s.Topology.EventsStream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.JS.Stream(ctx, s.Topology.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := info.CachedInfo().State.Msgs
 	counts := map[string]int{}
-	for n := uint64(0); n < total; n++ {
-		msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatalf("read broker stream: %v", err)
-		}
-		var e event.Event
-		if err := json.Unmarshal(msg.Data(), &e); err != nil {
-			continue
-		}
+	forEachEvent(t, s, func(e event.Event) {
 		var p struct {
 			ID string `json:"deliberation_id"`
 		}
-		_ = json.Unmarshal(e.Data(), &p)
-		if p.ID == id {
+		if json.Unmarshal(e.Data(), &p) == nil && p.ID == id {
 			counts[e.Type()]++
 		}
-	}
+	})
 	return counts
 }
 

@@ -36,6 +36,7 @@ import (
 	"council.dev/functions/rayexecutor"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/rayjobs"
+	"council.dev/shared/adapters/telemetry"
 	"council.dev/shared/council"
 	"council.dev/shared/host"
 	"council.dev/shared/redact"
@@ -100,8 +101,12 @@ type Config struct {
 	// COUNCIL_LLM_API_KEY, COUNCIL_NATS_USER and COUNCIL_NATS_PASSWORD,
 	// COUNCIL_QUERY_TOKEN, COUNCIL_RAY_JOB_LLM_API_KEY_FILE. The embedded
 	// NATS server then requires the same user and password, and the stack
-	// connects with them (docs/security.md).
+	// connects with them (docs/security.md). The OTEL_* variables turn
+	// tracing on (OTEL_EXPORTER_OTLP_ENDPOINT) as they do for the commands.
 	Env map[string]string
+	// TelemetryOptions are passed to each function's telemetry (tests: an
+	// in-memory span exporter).
+	TelemetryOptions []telemetry.Option
 }
 
 // Stack is a running local council.
@@ -124,6 +129,9 @@ type Stack struct {
 	mu     sync.Mutex
 	errs   []error
 
+	// tel is each function's telemetry (traces per Config.Env's OTEL_*
+	// variables, metrics always), as their commands build it.
+	tel map[string]*telemetry.Telemetry
 	// config is the functions' configuration, as their commands read it.
 	config    host.Config
 	completer council.Completer
@@ -204,11 +212,17 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	// commands use (FromConfig): the stack runs the functions the images
 	// run.
 	s.completer, s.execLog = cfg.Completer, log.With("function", "execute")
-	gen, err := generate.FromConfig(s.config, generate.Deps{NC: s.NC, Logger: log.With("function", "generate"), Completer: cfg.Completer})
+	s.tel = map[string]*telemetry.Telemetry{}
+	for _, name := range []string{"execute", "generate", "critique"} {
+		if s.tel[name], err = host.NewTelemetry(ctx, s.config, name, cfg.TelemetryOptions...); err != nil {
+			return nil, err
+		}
+	}
+	gen, err := generate.FromConfig(s.config, generate.Deps{NC: s.NC, Logger: log.With("function", "generate"), Completer: cfg.Completer, Telemetry: s.tel["generate"]})
 	if err != nil {
 		return nil, err
 	}
-	crit, err := critique.FromConfig(s.config, critique.Deps{Logger: log.With("function", "critique"), Completer: cfg.Completer})
+	crit, err := critique.FromConfig(s.config, critique.Deps{NC: s.NC, Logger: log.With("function", "critique"), Completer: cfg.Completer, Telemetry: s.tel["critique"]})
 	if err != nil {
 		return nil, err
 	}
@@ -242,11 +256,12 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		{"critique", critique.Types(), crit.Handle, conc},
 	} {
 		opts := []natsjs.Option{natsjs.WithLogger(log.With("function", f.name)), natsjs.WithConcurrency(f.conc),
-			natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait)}
+			natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait),
+			natsjs.WithObserver(s.tel[f.name])}
 		if cfg.DuplicateDelivery {
 			opts = append(opts, natsjs.WithDuplicateDelivery())
 		}
-		c, err := natsjs.NewConsumer(s.JS, f.name, f.types, f.h, opts...)
+		c, err := natsjs.NewConsumer(s.JS, f.name, f.types, s.tel[f.name].Handler(f.h), opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -315,16 +330,17 @@ const executeConcurrency = 32
 // startExecute starts a new execute function and its durable consumer,
 // which resumes where the previous one stopped.
 func (s *Stack) startExecute() error {
-	fn, err := execute.FromConfig(s.runCtx, s.config, execute.Deps{JS: s.JS, Logger: s.execLog, Completer: s.completer})
+	tel := s.tel["execute"]
+	fn, err := execute.FromConfig(s.runCtx, s.config, execute.Deps{JS: s.JS, Logger: s.execLog, Completer: s.completer, Telemetry: tel})
 	if err != nil {
 		return err
 	}
 	opts := []natsjs.Option{natsjs.WithLogger(s.execLog), natsjs.WithConcurrency(executeConcurrency),
-		natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait)}
+		natsjs.WithBackoff(200*time.Millisecond, 5*time.Second), natsjs.WithAckWait(s.ackWait), natsjs.WithObserver(tel)}
 	if s.duplicate {
 		opts = append(opts, natsjs.WithDuplicateDelivery())
 	}
-	c, err := natsjs.NewConsumer(s.JS, "execute", execute.Types(), fn.Handle, opts...)
+	c, err := natsjs.NewConsumer(s.JS, "execute", execute.Types(), tel.Handler(fn.Handle), opts...)
 	if err != nil {
 		return err
 	}
@@ -406,16 +422,18 @@ type Outcome struct {
 	Event     event.Event
 	Completed *events.Completed
 	Failed    *events.Failed
+	Cancelled *events.Cancelled
 }
 
-// Await waits for the deliberation.completed or deliberation.failed event
-// of deliberation id and returns it. It reads the broker stream from the
+// Await waits for the deliberation.completed, deliberation.failed or
+// deliberation.cancelled event of deliberation id and returns it. It reads the broker stream from the
 // start, so it sees an outcome published before it was called.
 func (s *Stack) Await(ctx context.Context, id string) (Outcome, error) {
 	c, err := s.JS.OrderedConsumer(ctx, s.Topology.EventsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{
 			s.Topology.EventSubject(events.TypeDeliberationCompleted),
 			s.Topology.EventSubject(events.TypeDeliberationFailed),
+			s.Topology.EventSubject(events.TypeDeliberationCancelled),
 		},
 	})
 	if err != nil {
@@ -455,6 +473,11 @@ func (s *Stack) Await(ctx context.Context, id string) (Outcome, error) {
 			out, err := events.DecodeFailed(e)
 			if err == nil && out.DeliberationID == id {
 				return Outcome{Event: e, Failed: &out}, nil
+			}
+		case events.TypeDeliberationCancelled:
+			out, err := events.DecodeCancelled(e)
+			if err == nil && out.DeliberationID == id {
+				return Outcome{Event: e, Cancelled: &out}, nil
 			}
 		}
 	}
@@ -502,12 +525,32 @@ func hostConfig(cfg Config, natsURL string) (host.Config, error) {
 	return c, nil
 }
 
+// Telemetry returns the telemetry of function (execute, generate,
+// critique): its metrics (MetricsHandler, what GET /metrics serves) and
+// its tracer; nil for another name.
+func (s *Stack) Telemetry(function string) *telemetry.Telemetry { return s.tel[function] }
+
+// FlushTelemetry exports the spans and metrics every function has
+// buffered (before reading a trace back from the backend).
+func (s *Stack) FlushTelemetry(ctx context.Context) error {
+	var errs []error
+	for _, t := range s.tel {
+		errs = append(errs, t.ForceFlush(ctx))
+	}
+	return errors.Join(errs...)
+}
+
 // Close stops the functions (letting in-flight events finish), then NATS.
 func (s *Stack) Close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.wg.Wait()
+	for _, t := range s.tel {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = t.Shutdown(sctx)
+		cancel()
+	}
 	if s.NC != nil {
 		s.NC.Close()
 	}

@@ -37,6 +37,8 @@ type script struct {
 	content string
 	// timeout ends the deliberation past its deadline after the first stage's proposals.
 	timeout bool
+	// cancel cancels the deliberation after the first stage's proposals.
+	cancel bool
 }
 
 // deliberate runs task to its end with s as the agents.
@@ -53,6 +55,10 @@ func deliberate(t *testing.T, task council.Task, s script) *council.Deliberation
 		}
 		if s.timeout && d.Phase == council.PhaseCritiquing {
 			d.Tick(d.Deadline)
+			break
+		}
+		if s.cancel && d.Phase == council.PhaseCritiquing {
+			d.Cancel("the story was dropped", now.Add(time.Second))
 			break
 		}
 		now = now.Add(time.Second)
@@ -233,6 +239,19 @@ func TestMessages(t *testing.T) {
 			name: "timeout",
 			d: func(t *testing.T) *council.Deliberation {
 				return deliberate(t, backlogTask(), script{timeout: true})
+			},
+			want: []want{
+				{legacy.SubjectFailed, "agent-architect-001", 0, 0},
+				{legacy.SubjectFailed, "agent-architect-002", 0, 0},
+				{legacy.SubjectFailed, "agent-architect-003", 0, 0},
+			},
+		},
+		{
+			// A cancelled deliberation is, for the old consumers, a
+			// failure of every agent with reason "cancelled: <why>".
+			name: "cancelled",
+			d: func(t *testing.T) *council.Deliberation {
+				return deliberate(t, backlogTask(), script{cancel: true})
 			},
 			want: []want{
 				{legacy.SubjectFailed, "agent-architect-001", 0, 0},

@@ -7,6 +7,7 @@ package critique
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,8 @@ type Function struct {
 	source string
 	now    func() time.Time
 	log    *slog.Logger
+	// claims keeps duplicated work from calling the LLM again; nil: none.
+	claims council.WorkClaims
 }
 
 // Option configures a Function. New reports an option's error.
@@ -40,6 +43,18 @@ func WithSource(source string) Option {
 			return errors.New("empty source")
 		}
 		f.source = source
+		return nil
+	}
+}
+
+// WithClaims makes duplicated work events (the same deliberation, key and
+// attempt) cost no second LLM call: the first handler claims the work in
+// claims, a duplicate of work in flight gets no reply (the holder sends
+// it) and one of answered work gets the stored reply again. A nil claims
+// changes nothing.
+func WithClaims(claims council.WorkClaims) Option {
+	return func(f *Function) error {
+		f.claims = claims
 		return nil
 	}
 }
@@ -94,7 +109,53 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 	if err := council.CheckWorkIDs(req.DeliberationID, req.Key, req.Reviewer.ID); err != nil {
 		return nil, fmt.Errorf("critique: %w", err)
 	}
-	c, err := council.Review(ctx, f.llm, req)
+	if err := council.PastDeadline(req.Deadline, f.now()); err != nil {
+		// Work that can no longer count: no LLM call, a failure that is
+		// not retried.
+		f.log.Info("critique dropped", "deliberation", req.DeliberationID, "key", req.Key, "attempt", req.Attempt, "error", err)
+		out := events.ToEvent(events.NewCritiqueFailed(f.source, req, fmt.Errorf("critique %s: %w", req.Key, err), f.now()))
+		return &out, nil
+	}
+	if f.claims == nil {
+		return f.review(ctx, req)
+	}
+	key := council.ClaimKey(req.DeliberationID, req.Key, req.Attempt)
+	raw, ran, err := council.Claimed(ctx, f.claims, key, council.ClaimKeep(req.Deadline, f.now()), func(err error) {
+		f.log.Warn("work claim", "deliberation", req.DeliberationID, "key", req.Key, "error", err)
+	}, func(ctx context.Context) ([]byte, error) {
+		out, err := f.review(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !ran {
+		f.log.Info("duplicate work: no LLM call", "deliberation", req.DeliberationID, "key", req.Key, "attempt", req.Attempt, "answered", raw != nil)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	var out event.Event
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("critique %s: stored reply: %w: %w", req.Key, council.ErrUnavailable, err)
+	}
+	return &out, nil
+}
+
+// review runs req on the LLM and returns the reply: critique.completed,
+// or critique.failed for an LLM or output failure; only a cancelled ctx is
+// an error.
+func (f *Function) review(ctx context.Context, req council.CritiqueRequest) (*event.Event, error) {
+	var c council.Critique
+	started := f.now()
+	err := council.CallBy(ctx, req.Deadline, func(ctx context.Context) (err error) {
+		c, err = council.Review(ctx, f.llm, req)
+		return err
+	})
+	c.StartedAt = started
 	var reply council.Envelope
 	switch {
 	case err == nil:

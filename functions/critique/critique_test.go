@@ -53,6 +53,9 @@ func TestValidFixturesGoldenReplies(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reply is not critique.completed: %v", err)
 			}
+			if !c.StartedAt.Equal(t0) {
+				t.Errorf("started_at = %v, want the clock's time before the call (%v)", c.StartedAt, t0)
+			}
 			if c.Overall != 0.7 {
 				t.Errorf("overall = %v, want 7/10 normalised to 0.7", c.Overall)
 			}

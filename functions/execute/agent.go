@@ -46,6 +46,10 @@ type Agent struct {
 // again; its outbox is flushed. The deadline is the stored one
 // (timeout_seconds from when execute accepted the request).
 //
+// A deliberation that ends elsewhere meanwhile (a cancel, or execute's
+// deadline) stops the run at the engine's next transition, its calls
+// cancelled; Run returns it as stored.
+//
 // Run returns an error, and records nothing, when ctx ends before the
 // engine does (the job was stopped: execute decides what follows); it
 // returns an error wrapping council.ErrUnavailable when the state cannot be
@@ -101,16 +105,30 @@ func (a *Agent) run(ctx context.Context, id string, task *council.Task) (*counci
 	d.Deadline = stored.Deadline
 	log.Info("deliberation running", "deliberation", id, "task_id", local.ID, "agents", len(local.Agents),
 		"deadline", d.Deadline)
-	engine := council.Engine{LLM: a.LLM, Tokens: a.Tokens, Now: now}
-	if err := engine.Run(ctx, d); err != nil {
+	engine := council.Engine{LLM: a.LLM, Tokens: a.Tokens, Now: now, OnChange: func(ctx context.Context, _ *council.Deliberation) error {
+		// A deliberation ended elsewhere (cancelled, or failed by execute at
+		// its deadline) stops the run: the engine cancels its calls.
+		if s, _, err := a.Store.Get(ctx, id); err == nil && s.Status.Terminal() {
+			return errEndedElsewhere
+		}
+		return nil
+	}}
+	if err := engine.Run(ctx, d); errors.Is(err, errEndedElsewhere) {
+		s, _, err := a.Store.Get(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("execute: agent: deliberation %s: %w", id, err)
+		}
+		log.Info("deliberation ended elsewhere", "deliberation", id, "status", s.Status, "reason", s.Reason)
+		return s, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("execute: agent: deliberation %s: %w", id, err)
 	}
 
 	return outbox.Apply(ctx, id, func(s *council.Deliberation) (bool, error) {
 		if s.Status.Terminal() {
-			return false, nil // execute ended it first (timeout)
+			return false, nil // execute ended it first (timeout, cancel)
 		}
-		s.Proposals, s.Critiques, s.Failures = d.Proposals, d.Critiques, d.Failures
+		s.Proposals, s.Critiques, s.Failures, s.Calls = d.Proposals, d.Critiques, d.Failures, d.Calls
 		if d.Status == council.StatusCompleted && d.Result != nil {
 			return s.Complete(*d.Result, now()), nil
 		}

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ func Types() []string {
 		events.TypeProposalGenerated, events.TypeProposalFailed,
 		events.TypeCritiqueCompleted, events.TypeCritiqueFailed,
 		events.TypeSweepTick, events.TypePing,
+		events.TypeDeliberationCancel, events.TypeReviewDecided,
 	}
 }
 
@@ -76,6 +78,10 @@ type Function struct {
 	poolGrowing bool
 	// maxEvent is the broker's largest message (0: unknown).
 	maxEvent int64
+	// models are the models a request may name (WithModels); nil: any.
+	models []string
+	// live feeds GET /deliberations/{id}/events (WithLive); nil: 501.
+	live *liveSource
 }
 
 // Option configures a Function. New reports an option's error.
@@ -164,6 +170,22 @@ func WithMaxEventBytes(n int64) Option {
 	}
 }
 
+// WithModels sets the models a request may name (COUNCIL_LLM_MODEL and
+// COUNCIL_LLM_MODELS): a request naming another — as its model, an agent's
+// model or fallback model — is refused when it arrives (ErrInvalid: 400,
+// or a dead letter on JetStream), naming the model, instead of being
+// accepted and failing agent by agent. Without it every model is accepted
+// here (as with an empty list) and the LLM client refuses what it does
+// not allow.
+func WithModels(allowed ...string) Option {
+	return func(f *Function) error {
+		if len(allowed) > 0 {
+			f.models = slices.Clone(allowed)
+		}
+		return nil
+	}
+}
+
 // New returns a Function over store and emitter.
 func New(store council.Store, emitter council.Emitter, opts ...Option) (*Function, error) {
 	if store == nil || emitter == nil {
@@ -225,6 +247,20 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 		return nil, f.apply(ctx, w.DeliberationID, func(d *council.Deliberation) (bool, error) {
 			return d.RecordFailure(w.Key, w.Attempt, w.Error, w.Retryable, f.now())
 		})
+	case events.TypeDeliberationCancel:
+		id, reason, err := events.DecodeCancel(e)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.cancel(ctx, id, reason)
+	case events.TypeReviewDecided:
+		id, r, err := events.DecodeReviewDecided(e)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.apply(ctx, id, func(d *council.Deliberation) (bool, error) {
+			return d.Decide(r, f.now())
+		})
 	case events.TypeSweepTick, events.TypePing:
 		if _, err := events.DecodeTick(e); err != nil {
 			return nil, err
@@ -246,6 +282,11 @@ func (f *Function) request(ctx context.Context, e event.Event) (*event.Event, er
 	}
 	if task.Backend == council.BackendRay && f.jobs == nil {
 		return nil, council.Invalidf("backend ray is not configured on this execute function")
+	}
+	if f.models != nil {
+		if err := task.CheckModels(f.models); err != nil {
+			return nil, fmt.Errorf("execute: %w", err)
+		}
 	}
 	id := council.DeliberationID(e.Source(), e.ID())
 	d, err := council.New(id, task, f.now())

@@ -371,7 +371,7 @@ func (o *Outbox) emitAll(ctx context.Context, d *council.Deliberation) ([]sent, 
 	sem := make(chan struct{}, emitConcurrency)
 	var ends []string
 	for _, key := range d.Outbox {
-		if key == council.OutboxCompleted || key == council.OutboxFailed {
+		if council.IsEndKey(key) {
 			ends = append(ends, key)
 			continue
 		}
@@ -469,12 +469,17 @@ func (o *Outbox) envelope(d *council.Deliberation, key string) (council.Envelope
 		return events.NewCompleted(o.source, d, now), 0, nil
 	case key == council.OutboxFailed:
 		return events.NewFailed(o.source, d, now), 0, nil
+	case key == council.OutboxCancelled:
+		return events.NewCancelled(o.source, d, now), 0, nil
 	case strings.HasPrefix(key, "p."):
 		r, err := d.ProposalRequest(key)
 		return events.NewProposalRequested(o.source, r, now), r.Attempt, err
 	case strings.HasPrefix(key, "c."):
 		r, err := d.CritiqueRequest(key)
 		return events.NewCritiqueRequested(o.source, r, now), r.Attempt, err
+	}
+	if round, ok := council.ParseReviewKey(key); ok {
+		return events.NewReviewRequested(o.source, d, round, now), 0, nil
 	}
 	return council.Envelope{}, 0, fmt.Errorf("execute: deliberation %s: unknown outbox key %q", d.ID, key)
 }

@@ -96,6 +96,8 @@ func (f *Function) Routes() map[string]http.Handler {
 		routeNoDeliberation: http.HandlerFunc(serveNoDeliberation),
 		RouteStatus:         http.HandlerFunc(f.serveStatus),
 		RouteJobs:           http.HandlerFunc(f.serveJobs),
+		RouteEvents:         http.HandlerFunc(f.serveEvents),
+		RouteView:           http.HandlerFunc(f.serveView),
 	}
 }
 

@@ -321,7 +321,7 @@ func (f *Function) settleJob(ctx context.Context, d *council.Deliberation) error
 			return fmt.Errorf("execute: deliberation %s: ray job %s: %w", d.ID, sid, err)
 		}
 		if !info.State.Terminal() {
-			if d.Status == council.StatusFailed {
+			if d.Status == council.StatusFailed || d.Status == council.StatusCancelled {
 				if err := f.jobs.Stop(ctx, sid); err != nil && !errors.Is(err, council.ErrNotFound) {
 					return fmt.Errorf("execute: deliberation %s: stop ray job %s: %w", d.ID, sid, err)
 				}

@@ -14,6 +14,7 @@ import (
 	"council.dev/shared/adapters/legacy"
 	"council.dev/shared/adapters/natsjs"
 	"council.dev/shared/adapters/rayjobs"
+	"council.dev/shared/adapters/telemetry"
 	"council.dev/shared/council"
 	"council.dev/shared/host"
 )
@@ -29,6 +30,9 @@ type Deps struct {
 	// Completer is the LLM the other functions use, checked by GET /status
 	// when it has a Ping method; nil builds the client cfg describes.
 	Completer council.Completer
+	// Telemetry traces the store operations and the events sent, and
+	// counts the deliberations that end (host.NewTelemetry); nil: none.
+	Telemetry *telemetry.Telemetry
 }
 
 // FromConfig builds the execute function the way its command runs it, from
@@ -47,7 +51,7 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts := []Option{WithSource(cfg.SourceFor("execute")), WithLogger(log)}
+	opts := []Option{WithSource(cfg.SourceFor("execute")), WithLogger(log), WithModels(cfg.LLMModels...)}
 	llm, err := host.CompleterOr(d.Completer, cfg, log)
 	if err != nil {
 		return nil, err
@@ -112,6 +116,13 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 	if err := store.EnsureIndexed(ctx); err != nil {
 		return nil, fmt.Errorf("execute: %w", err)
 	}
+	// GET /deliberations/{id}/events: the state bucket and the token
+	// stream, on every transport.
+	feed, err := natsjs.NewTokenFeed(d.JS, natsjs.WithTopology(cfg.NATS))
+	if err != nil {
+		return nil, fmt.Errorf("execute: %w", err)
+	}
+	opts = append(opts, WithLive(store, feed))
 	var emitter council.Emitter
 	if cfg.Sink != "" {
 		// Knative: the broker is Knative's; deadlines are the sweep's
@@ -120,7 +131,11 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 			return nil, err
 		}
 	} else {
-		p, err := natsjs.NewPublisher(d.JS, natsjs.WithTopology(cfg.NATS))
+		popts := []natsjs.Option{natsjs.WithTopology(cfg.NATS)}
+		if d.Telemetry != nil {
+			popts = append(popts, natsjs.WithObserver(d.Telemetry))
+		}
+		p, err := natsjs.NewPublisher(d.JS, popts...)
 		if err != nil {
 			return nil, err
 		}
@@ -128,9 +143,11 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		// check against the broker's max_payload: what is larger goes by
 		// reference (the claim check).
 		emitter = p
-		opts = append(opts, WithTimer(p))
+		opts = append(opts, WithTimer(d.Telemetry.Timer(p)))
 	}
-	f, err := New(store, emitter, opts...)
+	// Traced: each store operation, each event sent (which carries the
+	// trace of the event that caused it on), each deliberation's end.
+	f, err := New(d.Telemetry.Store(store), d.Telemetry.Emitter(emitter), opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ package generate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,8 @@ type Function struct {
 	source string
 	now    func() time.Time
 	log    *slog.Logger
+	// claims keeps duplicated work from calling the LLM again; nil: none.
+	claims council.WorkClaims
 }
 
 // Option configures a Function. New reports an option's error.
@@ -48,6 +51,18 @@ func WithSource(source string) Option {
 			return errors.New("empty source")
 		}
 		f.source = source
+		return nil
+	}
+}
+
+// WithClaims makes duplicated work events (the same deliberation, key and
+// attempt) cost no second LLM call: the first handler claims the work in
+// claims, a duplicate of work in flight gets no reply (the holder sends
+// it) and one of answered work gets the stored reply again. A nil claims
+// changes nothing.
+func WithClaims(claims council.WorkClaims) Option {
+	return func(f *Function) error {
+		f.claims = claims
 		return nil
 	}
 }
@@ -103,11 +118,43 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 	if err := council.CheckWorkIDs(req.DeliberationID, req.Key, req.Agent.ID); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
-	onToken, finish := council.TokenStream(ctx, f.tokens, req.DeliberationID, req.Agent.ID, req.Stage, func(err error) {
+	if err := council.PastDeadline(req.Deadline, f.now()); err != nil {
+		// Work that can no longer count: no LLM call, a failure that is
+		// not retried.
+		f.log.Info("proposal dropped", "deliberation", req.DeliberationID, "key", req.Key, "attempt", req.Attempt, "error", err)
+		out := events.ToEvent(events.NewProposalFailed(f.source, req, fmt.Errorf("generate %s: %w", req.Key, err), f.now()))
+		return &out, nil
+	}
+	if f.claims == nil {
+		return f.generate(ctx, req)
+	}
+	key := council.ClaimKey(req.DeliberationID, req.Key, req.Attempt)
+	raw, ran, err := council.Claimed(ctx, f.claims, key, council.ClaimKeep(req.Deadline, f.now()), func(err error) {
+		f.log.Warn("work claim", "deliberation", req.DeliberationID, "key", req.Key, "error", err)
+	}, func(ctx context.Context) ([]byte, error) {
+		out, err := f.generate(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(out)
+	})
+	return claimedReply(raw, ran, err, f.log, req.DeliberationID, req.Key, req.Attempt)
+}
+
+// generate runs req on the LLM and returns the reply: proposal.generated,
+// or proposal.failed for an LLM failure; only a cancelled ctx is an error.
+func (f *Function) generate(ctx context.Context, req council.ProposalRequest) (*event.Event, error) {
+	onToken, finish := council.TokenStream(ctx, f.tokens, req.DeliberationID, req.Agent.ID, req.Stage, req.Attempt, func(err error) {
 		f.log.Warn("token stream", "deliberation", req.DeliberationID, "agent", req.Agent.ID, "error", err)
 	})
-	p, err := council.Generate(ctx, f.llm, req, onToken)
+	var p council.Proposal
+	started := f.now()
+	err := council.CallBy(ctx, req.Deadline, func(ctx context.Context) (err error) {
+		p, err = council.Generate(ctx, f.llm, req, onToken)
+		return err
+	})
 	finish()
+	p.StartedAt = started
 	var reply council.Envelope
 	switch {
 	case err == nil:
@@ -120,5 +167,25 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 		reply = events.NewProposalFailed(f.source, req, err, f.now())
 	}
 	out := events.ToEvent(reply)
+	return &out, nil
+}
+
+// claimedReply turns what council.Claimed returned into the handler's
+// answer: the reply (stored, for a duplicate of answered work), nothing for
+// a duplicate of work in flight (its holder replies), or the error.
+func claimedReply(raw []byte, ran bool, err error, log *slog.Logger, id, key string, attempt int) (*event.Event, error) {
+	if err != nil {
+		return nil, err
+	}
+	if !ran {
+		log.Info("duplicate work: no LLM call", "deliberation", id, "key", key, "attempt", attempt, "answered", raw != nil)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	var out event.Event
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("generate %s: stored reply: %w: %w", key, council.ErrUnavailable, err)
+	}
 	return &out, nil
 }

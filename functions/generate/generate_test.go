@@ -138,6 +138,9 @@ func TestTokensAreStreamedPerAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !p.StartedAt.Equal(t0) {
+		t.Errorf("started_at = %v, want the clock's time before the call (%v)", p.StartedAt, t0)
+	}
 	chunks := sink.Chunks()
 	if len(chunks) < 2 || !chunks[len(chunks)-1].Final {
 		t.Fatalf("chunks %+v, want text chunks then a final one", chunks)

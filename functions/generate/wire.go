@@ -2,11 +2,14 @@ package generate
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/adapters/telemetry"
 	"council.dev/shared/council"
 	"council.dev/shared/host"
 )
@@ -21,6 +24,9 @@ type Deps struct {
 	// Completer replaces the LLM client cfg describes (tests of the
 	// wiring); nil builds that client (host.NewCompleter).
 	Completer council.Completer
+	// Telemetry traces and counts the LLM calls (host.NewTelemetry); nil:
+	// none.
+	Telemetry *telemetry.Telemetry
 }
 
 // FromConfig builds the generate function the way its command runs it: the
@@ -39,9 +45,20 @@ func FromConfig(cfg host.Config, d Deps) (*Function, error) {
 	if err != nil {
 		return nil, err
 	}
+	llm = d.Telemetry.Completer(llm, cfg.LLMModel)
 	tokens, err := natsjs.NewTokenPublisher(d.NC, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
 	if err != nil {
 		return nil, err
 	}
-	return New(llm, WithTokenSink(tokens), WithSource(cfg.SourceFor("generate")), WithLogger(log))
+	// Work claims on the same NATS: a duplicated proposal.requested makes
+	// no second LLM call.
+	js, err := jetstream.New(d.NC)
+	if err != nil {
+		return nil, fmt.Errorf("generate: from config: %w", err)
+	}
+	claims, err := natsjs.NewClaims(js, natsjs.WithTopology(cfg.NATS))
+	if err != nil {
+		return nil, err
+	}
+	return New(llm, WithClaims(claims), WithTokenSink(tokens), WithSource(cfg.SourceFor("generate")), WithLogger(log))
 }

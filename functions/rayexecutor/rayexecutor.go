@@ -333,7 +333,9 @@ func (s *Server) GetDeliberationStatus(ctx context.Context, r *pb.GetDeliberatio
 	switch d.Status {
 	case council.StatusCompleted:
 		return &pb.GetDeliberationStatusResponse{Status: StatusCompleted, Result: resultOf(d)}, nil
-	case council.StatusFailed:
+	case council.StatusFailed, council.StatusCancelled:
+		// The old API has no cancel: a cancelled deliberation is a
+		// failure whose message says so ("cancelled: …").
 		return &pb.GetDeliberationStatusResponse{Status: StatusFailed, ErrorMessage: d.Reason}, nil
 	default:
 		return &pb.GetDeliberationStatusResponse{Status: StatusRunning}, nil

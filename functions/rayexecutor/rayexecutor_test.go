@@ -446,6 +446,20 @@ func TestQueries(t *testing.T) {
 		t.Errorf("status %v, want healthy with 1 active of 1", s)
 	}
 
+	// A cancelled deliberation is, for the old API, a failure that says so.
+	c, err := council.New("dlb-0123456789abcdef01234568", task, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Cancel("the story was dropped", now)
+	if _, err := e.store.Create(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := e.client.GetDeliberationStatus(ctx, &pb.GetDeliberationStatusRequest{DeliberationId: c.ID})
+	if err != nil || cs.GetStatus() != rayexecutor.StatusFailed || cs.GetErrorMessage() != "cancelled: the story was dropped" {
+		t.Errorf("cancelled: %v, %v; want failed, cancelled: the story was dropped", cs, err)
+	}
+
 	// NATS down: every query is UNAVAILABLE (retried by clients), never OK.
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()

@@ -20,10 +20,15 @@ const (
 	StatusRunning   Status = "running"
 	StatusCompleted Status = "completed"
 	StatusFailed    Status = "failed"
+	// StatusCancelled ends a deliberation that a cancel event stopped
+	// (Deliberation.Cancel).
+	StatusCancelled Status = "cancelled"
 )
 
 // Terminal reports whether the status is final.
-func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
 
 // Phase is the step inside a stage.
 type Phase string
@@ -34,6 +39,10 @@ const (
 	PhaseProposing  Phase = "proposing"
 	PhaseCritiquing Phase = "critiquing"
 	PhaseDone       Phase = "done"
+	// PhaseAwaitingReview is the human gate (constraints.review
+	// before_final): the critique rounds are done, the ranked candidates
+	// are out, and the deliberation waits for a decision (Decide).
+	PhaseAwaitingReview Phase = "awaiting_review"
 )
 
 // WorkKind says what a piece of work asks for.
@@ -80,6 +89,9 @@ type Proposal struct {
 	Usage     Usage
 	Duration  time.Duration
 	Attempt   int
+	// StartedAt is when the worker started the LLM call (zero when not
+	// known): StartedAt minus the work's RequestedAt is its queue wait.
+	StartedAt time.Time
 }
 
 // Critique is a peer review of a proposal with structured scores in [0,1].
@@ -96,6 +108,8 @@ type Critique struct {
 	Usage       Usage
 	Duration    time.Duration
 	Attempt     int
+	// StartedAt is when the worker started the LLM call (zero when not known).
+	StartedAt time.Time
 }
 
 // AgentFailure records an agent that exhausted its retries.
@@ -125,13 +139,28 @@ type Result struct {
 	Failures []AgentFailure
 	Usage    Usage
 	Duration time.Duration
+	// Stopped is ReasonBudgetExceeded when a budget ended the rounds before
+	// constraints.rounds (the last stage that was critiqued is ranked); empty
+	// otherwise.
+	Stopped string
+	// PromptCache measures the prefix cache on the deliberation's calls
+	// (set at completion; zero in the candidates of the review gate).
+	PromptCache PromptCache
 }
 
 // Outbox keys of the terminal events.
 const (
 	OutboxCompleted = "completed"
 	OutboxFailed    = "failed"
+	OutboxCancelled = "cancelled"
 )
+
+// isEnd reports whether outbox key k is the end of a deliberation.
+func isEnd(k string) bool { return k == OutboxCompleted || k == OutboxFailed || k == OutboxCancelled }
+
+// IsEndKey reports whether outbox key k names the terminal event of a
+// deliberation (completed, failed or cancelled).
+func IsEndKey(k string) bool { return isEnd(k) }
 
 // Deliberation is the aggregate that runs one deliberation. Every method is
 // a pure state transition: callers persist the aggregate (compare-and-set)
@@ -153,11 +182,18 @@ type Deliberation struct {
 	Failures   []AgentFailure
 	Result     *Result
 	Reason     string
-	// Outbox lists the work keys (and OutboxCompleted / OutboxFailed) whose
+	// Outbox lists the work keys (and OutboxCompleted / OutboxFailed /
+	// OutboxCancelled, and the review gate's ReviewKey) whose
 	// events are still to be sent.
 	Outbox []string
 	// Job is the Ray job running this deliberation (backend ray), if any.
 	Job *JobRef
+	// Calls counts the work issued so far, retries included (each attempt
+	// of a call is one): what constraints.max_calls bounds.
+	Calls int
+	// Review is the human gate's record (constraints.review), nil until
+	// the deliberation first reaches it.
+	Review *ReviewState
 }
 
 // JobRef records the Ray job of a deliberation.
@@ -295,6 +331,7 @@ func (d *Deliberation) addWork(w *Work, now time.Time) {
 	w.RequestedAt = now
 	d.Work[w.Key] = w
 	d.Outbox = append(d.Outbox, w.Key)
+	d.Calls++
 }
 
 // Agent returns the agent with id.
@@ -395,6 +432,13 @@ func (d *Deliberation) RecordFailure(key string, attempt int, reason string, ret
 	if w.State != WorkPending || attempt != w.Attempt {
 		return false, nil
 	}
+	if !now.Before(d.Deadline) {
+		// generate and critique cut every call at the deadline: a failure
+		// that arrives once it has passed is the deadline's doing, not the
+		// agent's, so the deliberation ends as a timeout, as the deadline
+		// timer would end it.
+		return d.Tick(now), nil
+	}
 	d.recordFailure(w, attempt, reason, retryable, now)
 	return true, nil
 }
@@ -402,6 +446,13 @@ func (d *Deliberation) RecordFailure(key string, attempt int, reason string, ret
 func (d *Deliberation) recordFailure(w *Work, attempt int, reason string, retryable bool, now time.Time) {
 	w.LastError = reason
 	if retryable && attempt <= d.Task.Constraints.MaxRetries {
+		if ok, why := d.affords(1, d.workPrompt(w)); !ok {
+			reason += "; not retried: " + why
+			retryable = false
+		}
+	}
+	if retryable && attempt <= d.Task.Constraints.MaxRetries {
+		d.Calls++
 		w.Attempt = attempt + 1
 		w.RequestedAt = now
 		if !slices.Contains(d.Outbox, w.Key) {
@@ -451,8 +502,12 @@ func (d *Deliberation) Tick(now time.Time) bool {
 			done++
 		}
 	}
-	d.fail(fmt.Sprintf("timeout: timeout_seconds=%d elapsed with %d of %d calls finished",
-		int(d.Task.Constraints.Timeout.Seconds()), done, total), now)
+	waiting := ""
+	if d.Phase == PhaseAwaitingReview {
+		waiting = " while awaiting review"
+	}
+	d.fail(fmt.Sprintf("timeout: timeout_seconds=%d elapsed%s with %d of %d calls finished",
+		int(d.Task.Constraints.Timeout.Seconds()), waiting, done, total), now)
 	return true
 }
 
@@ -517,7 +572,7 @@ func (d *Deliberation) fail(reason string, now time.Time) {
 }
 
 func (d *Deliberation) dropWorkFromOutbox() {
-	d.Outbox = slices.DeleteFunc(d.Outbox, func(k string) bool { return k != OutboxCompleted && k != OutboxFailed })
+	d.Outbox = slices.DeleteFunc(d.Outbox, func(k string) bool { return !isEnd(k) })
 }
 
 // survivors returns the agents, in task order, that have a done proposal at
@@ -559,20 +614,28 @@ func (d *Deliberation) advance(now time.Time) {
 			return
 		}
 		switch {
+		case d.Phase == PhaseAwaitingReview:
+			return
 		case d.Phase == PhaseProposing && (d.Task.Kind.SinglePass() || len(alive) == 1):
-			d.complete(now)
+			d.finish(now, "")
 			return
 		case d.Phase == PhaseProposing:
+			if ok, why := d.affords(d.critiqueCount(alive), d.critiquePrompts(alive)); !ok {
+				// Proposals no peer can review cannot be ranked.
+				d.fail(ReasonBudgetExceeded+": the critiques of stage "+fmt.Sprint(d.Stage)+" "+why, now)
+				return
+			}
 			d.assignCritiques(alive, now)
 			d.Phase = PhaseCritiquing
 		case d.Stage < d.Task.Constraints.Rounds:
-			d.Stage++
-			d.Phase = PhaseProposing
-			for _, a := range alive {
-				d.addWork(&Work{Key: ProposalKey(d.Stage, a.ID), Kind: WorkProposal, Stage: d.Stage, AgentID: a.ID}, now)
+			if ok, _ := d.affords(len(alive)+d.critiqueCount(alive), d.roundPrompts(alive, "")); !ok {
+				// The next round could not be critiqued: rank this one.
+				d.finish(now, ReasonBudgetExceeded)
+				return
 			}
+			d.revise(alive, now)
 		default:
-			d.complete(now)
+			d.finish(now, "")
 			return
 		}
 	}
@@ -604,8 +667,39 @@ func (d *Deliberation) failureSummary() string {
 	return strings.Join(parts, "; ")
 }
 
-// complete ranks the final proposals and ends the deliberation.
-func (d *Deliberation) complete(now time.Time) {
+// revise starts the next stage: every surviving agent revises.
+func (d *Deliberation) revise(alive []Agent, now time.Time) {
+	d.Stage++
+	d.Phase = PhaseProposing
+	for _, a := range alive {
+		d.addWork(&Work{Key: ProposalKey(d.Stage, a.ID), Kind: WorkProposal, Stage: d.Stage, AgentID: a.ID}, now)
+	}
+}
+
+// critiqueCount is how many critiques a stage of alive agents asks for.
+func (d *Deliberation) critiqueCount(alive []Agent) int {
+	if d.Task.Kind.SinglePass() || len(alive) < 2 {
+		return 0
+	}
+	return len(alive) * min(d.Task.Constraints.Peers, len(alive)-1)
+}
+
+// complete ranks the final proposals and ends the deliberation; stopped
+// is Result.Stopped.
+func (d *Deliberation) complete(now time.Time, stopped string) {
+	r := d.Ranking(now)
+	r.Stopped = stopped
+	r.PromptCache = d.promptCache(r.Usage)
+	d.Result = &r
+	d.Status, d.Phase, d.FinishedAt = StatusCompleted, PhaseDone, now
+	d.dropWorkFromOutbox()
+	d.Outbox = append(d.Outbox, OutboxCompleted)
+}
+
+// Ranking ranks the proposals of the current stage with their critiques,
+// as the deliberation's result would be at now (the candidates of the
+// review gate; the result of complete).
+func (d *Deliberation) Ranking(now time.Time) Result {
 	r := Result{Duration: now.Sub(d.StartedAt), Failures: slices.Clone(d.Failures)}
 	final := d.Stage
 	for _, a := range d.survivors(final) {
@@ -650,10 +744,7 @@ func (d *Deliberation) complete(now time.Time) {
 		}
 		r.Usage = r.Usage.Add(c.Usage)
 	}
-	d.Result = &r
-	d.Status, d.Phase, d.FinishedAt = StatusCompleted, PhaseDone, now
-	d.dropWorkFromOutbox()
-	d.Outbox = append(d.Outbox, OutboxCompleted)
+	return r
 }
 
 func (d *Deliberation) critiquesOf(stage int, author string) []Critique {
@@ -751,6 +842,11 @@ func (d *Deliberation) Clone() *Deliberation {
 	if d.Job != nil {
 		j := *d.Job
 		c.Job = &j
+	}
+	if d.Review != nil {
+		rv := *d.Review
+		rv.Feedback = slices.Clone(d.Review.Feedback)
+		c.Review = &rv
 	}
 	return &c
 }

@@ -194,6 +194,7 @@ func TestNewCreatesProposalWorkForEachAgent(t *testing.T) {
 		Proposals: map[string]council.Proposal{},
 		Critiques: map[string]council.Critique{},
 		Outbox:    []string{"p.0." + archi, "p.0." + qa, "p.0." + devops},
+		Calls:     3,
 	}
 	if diff := cmp.Diff(want, d); diff != "" {
 		t.Errorf("New (-want +got):\n%s", diff)
@@ -312,7 +313,7 @@ func TestFullFlowRing(t *testing.T) {
 	got.AuthorID = archi
 	wantReq := council.ProposalRequest{
 		DeliberationID: "dlb-test", Key: "p.1." + archi, Task: d.Task.For(d.Task.Agents[0]), Agent: d.Task.Agents[0], Stage: 1, Attempt: 1,
-		Previous: &prev, Critiques: []council.Critique{got},
+		Deadline: d.Deadline, Previous: &prev, Critiques: []council.Critique{got},
 	}
 	if diff := cmp.Diff(wantReq, req); diff != "" {
 		t.Errorf("revision ProposalRequest (-want +got):\n%s", diff)
@@ -1015,5 +1016,22 @@ func TestCheckDeliberationID(t *testing.T) {
 		if err := council.CheckDeliberationID(id); !errors.Is(err, council.ErrInvalid) {
 			t.Errorf("CheckDeliberationID(%q) = %v, want ErrInvalid", id, err)
 		}
+	}
+}
+
+// TestFailureAtTheDeadlineIsATimeout: generate and critique cut a call at
+// the deliberation's deadline and reply a failure; one that arrives once
+// the deadline has passed ends the deliberation as a timeout, not as the
+// failure of its agent.
+func TestFailureAtTheDeadlineIsATimeout(t *testing.T) {
+	d := newDeliberation(t, counciltest.Task())
+	send(d)
+	late := d.Deadline.Add(10 * time.Millisecond)
+	ok, err := d.RecordFailure("p.0."+archi, 1, "deadline passed during the call", false, late)
+	if !ok || err != nil {
+		t.Fatalf("RecordFailure after the deadline = %v, %v; want true, nil", ok, err)
+	}
+	if d.Status != council.StatusFailed || !strings.Contains(d.Reason, "timeout") || len(d.Failures) != 0 {
+		t.Errorf("status %s, reason %q, failures %v; want failed by timeout with no agent failure", d.Status, d.Reason, d.Failures)
 	}
 }

@@ -11,8 +11,8 @@ import (
 // TokenStream returns an OnToken callback that publishes each piece of
 // text of one completion to sink, and a finish func that publishes the
 // final chunk. Publishing is best effort; report receives publish errors
-// (it may be nil).
-func TokenStream(ctx context.Context, sink TokenSink, deliberation, agent string, stage int, report func(error)) (func(string), func()) {
+// (it may be nil). Every chunk carries attempt, the work item's attempt.
+func TokenStream(ctx context.Context, sink TokenSink, deliberation, agent string, stage, attempt int, report func(error)) (func(string), func()) {
 	if sink == nil {
 		return nil, func() {}
 	}
@@ -21,7 +21,7 @@ func TokenStream(ctx context.Context, sink TokenSink, deliberation, agent string
 	publish := func(text string, final bool) {
 		mu.Lock()
 		seq++
-		c := TokenChunk{DeliberationID: deliberation, AgentID: agent, Stage: stage, Seq: seq, Text: text, Final: final}
+		c := TokenChunk{DeliberationID: deliberation, AgentID: agent, Stage: stage, Attempt: attempt, Seq: seq, Text: text, Final: final}
 		mu.Unlock()
 		if err := sink.PublishToken(ctx, c); err != nil && report != nil {
 			report(err)
@@ -38,7 +38,8 @@ type Engine struct {
 	LLM Completer
 	// Tokens, when set, receives streamed proposal tokens.
 	Tokens TokenSink
-	// Now is the clock; nil means time.Now.
+	// Now is the clock (called from the goroutines of the calls too: it
+	// must be safe for concurrent use); nil means time.Now.
 	Now func() time.Time
 	// OnChange, when set, is called after every transition (to persist or
 	// report progress); an error stops the run.
@@ -57,10 +58,7 @@ type workResult struct {
 // ctx is cancelled or OnChange fails; a failed deliberation is a normal end
 // (d.Status == StatusFailed).
 func (e *Engine) Run(ctx context.Context, d *Deliberation) error {
-	now := e.Now
-	if now == nil {
-		now = time.Now
-	}
+	now := e.clock
 	// The deadline is measured on the engine's clock, like every other time
 	// of the deliberation.
 	ctx, cancel := context.WithTimeout(ctx, d.Deadline.Sub(now()))
@@ -77,7 +75,7 @@ func (e *Engine) Run(ctx context.Context, d *Deliberation) error {
 	}()
 	for {
 		for _, key := range append([]string(nil), d.Outbox...) {
-			if key == OutboxCompleted || key == OutboxFailed {
+			if isEnd(key) {
 				continue
 			}
 			d.Acknowledge(key)
@@ -138,6 +136,14 @@ func (e *Engine) apply(d *Deliberation, r workResult, now time.Time) {
 	}
 }
 
+// clock is the engine's clock: Now, or time.Now.
+func (e *Engine) clock() time.Time {
+	if e.Now == nil {
+		return time.Now()
+	}
+	return e.Now()
+}
+
 // prepare reads what work w needs from d (on the caller's goroutine, so
 // the returned func never touches d) and returns the call to make.
 func (e *Engine) prepare(ctx context.Context, d *Deliberation, w Work) func() workResult {
@@ -151,9 +157,11 @@ func (e *Engine) prepare(ctx context.Context, d *Deliberation, w Work) func() wo
 				r.err = err
 				return r
 			}
-			onToken, finish := TokenStream(ctx, e.Tokens, id, w.AgentID, w.Stage, nil)
+			onToken, finish := TokenStream(ctx, e.Tokens, id, w.AgentID, w.Stage, w.Attempt, nil)
+			started := e.clock()
 			p, err := Generate(ctx, e.LLM, req, onToken)
 			finish()
+			p.StartedAt = started
 			r.proposal, r.err = &p, err
 			return r
 		}
@@ -164,7 +172,9 @@ func (e *Engine) prepare(ctx context.Context, d *Deliberation, w Work) func() wo
 				r.err = err
 				return r
 			}
+			started := e.clock()
 			c, err := Review(ctx, e.LLM, req)
+			c.StartedAt = started
 			r.critique, r.err = &c, err
 			return r
 		}

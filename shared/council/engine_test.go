@@ -84,6 +84,17 @@ func TestEngineRunCompletes(t *testing.T) {
 	if diff := r.Usage; diff.TotalTokens != 12*15 {
 		t.Errorf("usage = %+v, want 12 calls of 15 tokens", r.Usage)
 	}
+	// Each answer says when its call started: after its work was requested.
+	for k, p := range d.Proposals {
+		if w := d.Work[k]; p.StartedAt.IsZero() || (w != nil && p.StartedAt.Before(w.RequestedAt)) {
+			t.Errorf("proposal %s started at %v, want a time after its request", k, p.StartedAt)
+		}
+	}
+	for k, c := range d.Critiques {
+		if w := d.Work[k]; c.StartedAt.IsZero() || (w != nil && c.StartedAt.Before(w.RequestedAt)) {
+			t.Errorf("critique %s started at %v, want a time after its request", k, c.StartedAt)
+		}
+	}
 	settleGoroutines(t, before)
 }
 

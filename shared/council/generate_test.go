@@ -178,7 +178,7 @@ func TestGenerateErrors(t *testing.T) {
 
 func TestGenerateStreamsTokens(t *testing.T) {
 	sink := &counciltest.TokenSink{}
-	onToken, finish := council.TokenStream(ctx, sink, "dlb-test", qa, 1, nil)
+	onToken, finish := council.TokenStream(ctx, sink, "dlb-test", qa, 1, 1, nil)
 	p, err := council.Generate(ctx, &counciltest.Completer{}, proposalRequest(t, counciltest.Task(), "p.0."+qa), onToken)
 	finish()
 	if err != nil {
@@ -211,7 +211,7 @@ func (failingSink) PublishToken(context.Context, council.TokenChunk) error {
 
 func TestTokenStream(t *testing.T) {
 	t.Run("no sink", func(t *testing.T) {
-		onToken, finish := council.TokenStream(ctx, nil, "dlb", "a", 0, nil)
+		onToken, finish := council.TokenStream(ctx, nil, "dlb", "a", 0, 1, nil)
 		if onToken != nil {
 			t.Error("onToken is not nil without a sink: the completion would be streamed for nothing")
 		}
@@ -219,7 +219,7 @@ func TestTokenStream(t *testing.T) {
 	})
 	t.Run("publish errors are reported, not fatal", func(t *testing.T) {
 		var reported []error
-		onToken, finish := council.TokenStream(ctx, failingSink{}, "dlb", "a", 0, func(err error) { reported = append(reported, err) })
+		onToken, finish := council.TokenStream(ctx, failingSink{}, "dlb", "a", 0, 1, func(err error) { reported = append(reported, err) })
 		onToken("x")
 		finish()
 		if len(reported) != 2 || !errors.Is(reported[0], council.ErrUnavailable) {
@@ -227,20 +227,20 @@ func TestTokenStream(t *testing.T) {
 		}
 	})
 	t.Run("nil report ignores errors", func(t *testing.T) {
-		onToken, finish := council.TokenStream(ctx, failingSink{}, "dlb", "a", 0, nil)
+		onToken, finish := council.TokenStream(ctx, failingSink{}, "dlb", "a", 0, 1, nil)
 		onToken("x")
 		finish()
 	})
 	t.Run("chunks", func(t *testing.T) {
 		sink := &counciltest.TokenSink{}
-		onToken, finish := council.TokenStream(ctx, sink, "dlb", "a", 2, nil)
+		onToken, finish := council.TokenStream(ctx, sink, "dlb", "a", 2, 3, nil)
 		onToken("Hello ")
 		onToken("world")
 		finish()
 		want := []council.TokenChunk{
-			{DeliberationID: "dlb", AgentID: "a", Stage: 2, Seq: 1, Text: "Hello "},
-			{DeliberationID: "dlb", AgentID: "a", Stage: 2, Seq: 2, Text: "world"},
-			{DeliberationID: "dlb", AgentID: "a", Stage: 2, Seq: 3, Final: true},
+			{DeliberationID: "dlb", AgentID: "a", Stage: 2, Attempt: 3, Seq: 1, Text: "Hello "},
+			{DeliberationID: "dlb", AgentID: "a", Stage: 2, Attempt: 3, Seq: 2, Text: "world"},
+			{DeliberationID: "dlb", AgentID: "a", Stage: 2, Attempt: 3, Seq: 3, Final: true},
 		}
 		if diff := cmp.Diff(want, sink.Chunks()); diff != "" {
 			t.Errorf("chunks (-want +got):\n%s", diff)

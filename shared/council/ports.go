@@ -43,7 +43,11 @@ func (u Usage) Add(o Usage) Usage {
 // CompletionRequest is one chat completion.
 type CompletionRequest struct {
 	// Model is the model to use; empty means the adapter's configured default.
-	Model       string
+	Model string
+	// Fallbacks are the models to ask, in order, when Model fails with a
+	// retryable server error or times out (Agent.FallbackModels); the
+	// Completion's Model says which one answered.
+	Fallbacks   []string
 	Messages    []Message
 	Temperature float64
 	MaxTokens   int
@@ -68,9 +72,11 @@ type Completion struct {
 // Completer is the LLM port.
 //
 // Complete returns an error wrapping ErrInvalid when the server rejects the
-// request as malformed (HTTP 400) or the model is not allowed, and one
-// wrapping ErrUnavailable for connection errors, timeouts, 5xx and 429 once
-// its own retries are spent.
+// request as malformed (HTTP 400), a model (req.Model or a fallback) is not
+// allowed, or ctx's deadline leaves no time for the wait before another
+// attempt, and one wrapping ErrUnavailable for connection errors, timeouts,
+// 5xx and 429 once its own retries are spent: with a deadline on ctx it
+// retries until the deadline, without one a configured number of times.
 type Completer interface {
 	Complete(ctx context.Context, req CompletionRequest) (Completion, error)
 }
@@ -80,8 +86,14 @@ type TokenChunk struct {
 	DeliberationID string
 	AgentID        string
 	Stage          int
-	Seq            int
-	Text           string
+	// Attempt is the attempt of the work item this completion answers
+	// (Work.Attempt): a retried generation streams under a new attempt, so
+	// its text never mixes with the text of the one before.
+	Attempt int
+	// Seq numbers the pieces of one completion (one attempt) from 1; a
+	// message that coalesces several pieces carries the number of its last.
+	Seq  int
+	Text string
 	// Final marks the last chunk of a completion; Text is empty then.
 	Final bool
 }
@@ -105,6 +117,14 @@ type Envelope struct {
 	Time    time.Time
 	// Data is the JSON payload.
 	Data []byte
+	// TraceParent and TraceState are the W3C trace context this event
+	// continues (https://www.w3.org/TR/trace-context/), carried as the
+	// CloudEvents distributed-tracing extension (traceparent, tracestate);
+	// empty: none. The domain never sets them: the composition root's
+	// tracing decorator of the Emitter does, from the context of the event
+	// that caused this one.
+	TraceParent string
+	TraceState  string
 }
 
 // Emitter sends events (execute's fan-out, the Ray job's results).

@@ -20,10 +20,16 @@ type ProposalRequest struct {
 	Agent          Agent
 	Stage          int
 	Attempt        int
+	// Deadline is the deliberation's deadline: no LLM call of this work
+	// runs past it (zero: none, as sent by producers from before it).
+	Deadline time.Time
 	// Previous is the agent's own proposal of the previous stage (revisions only).
 	Previous *Proposal
 	// Critiques are the critiques Previous received (revisions only).
 	Critiques []Critique
+	// Feedback is the human reviewer's feedback this revision addresses
+	// (a round the review gate asked for); empty otherwise.
+	Feedback string
 }
 
 // CritiqueRequest asks a reviewer for a structured critique of a peer's proposal.
@@ -35,6 +41,8 @@ type CritiqueRequest struct {
 	Proposal       Proposal
 	Stage          int
 	Attempt        int
+	// Deadline is the deliberation's deadline (see ProposalRequest.Deadline).
+	Deadline time.Time
 }
 
 // ProposalRequest returns the request for proposal work key.
@@ -44,12 +52,15 @@ func (d *Deliberation) ProposalRequest(key string) (ProposalRequest, error) {
 		return ProposalRequest{}, fmt.Errorf("%w: deliberation %s has no proposal work %q", ErrNotFound, d.ID, key)
 	}
 	a, _ := d.Agent(w.AgentID)
-	r := ProposalRequest{DeliberationID: d.ID, Key: key, Task: d.Task.For(a), Agent: a, Stage: w.Stage, Attempt: w.Attempt}
+	r := ProposalRequest{
+		DeliberationID: d.ID, Key: key, Task: d.Task.For(a), Agent: a, Stage: w.Stage, Attempt: w.Attempt, Deadline: d.Deadline,
+	}
 	if w.Stage > 0 {
 		if p, ok := d.Proposals[ProposalKey(w.Stage-1, a.ID)]; ok {
 			r.Previous = &p
 		}
 		r.Critiques = d.critiquesOf(w.Stage-1, a.ID)
+		r.Feedback = d.FeedbackFor(w.Stage)
 	}
 	return r, nil
 }
@@ -64,6 +75,7 @@ func (d *Deliberation) CritiqueRequest(key string) (CritiqueRequest, error) {
 	return CritiqueRequest{
 		DeliberationID: d.ID, Key: key, Task: d.Task.For(a), Reviewer: a,
 		Proposal: d.Proposals[ProposalKey(w.Stage, w.AuthorID)], Stage: w.Stage, Attempt: w.Attempt,
+		Deadline: d.Deadline,
 	}, nil
 }
 
@@ -108,7 +120,15 @@ func rolePrompt(b *strings.Builder, a Agent) {
 // deliberation's stable text first, then the agent's role and the round's
 // instructions.
 func ProposalMessages(r ProposalRequest) []Message {
+	return []Message{{Role: "system", Content: systemPrompt(r.Task)}, {Role: "user", Content: proposalUser(r)}}
+}
+
+// proposalUser is the user message of a proposal request.
+func proposalUser(r ProposalRequest) string {
 	var u strings.Builder
+	if r.Previous != nil {
+		u.Grow(1024 + 2*len(r.Previous.Content))
+	}
 	rolePrompt(&u, r.Agent)
 	switch {
 	case r.Task.Kind.SinglePass():
@@ -126,19 +146,28 @@ func ProposalMessages(r ProposalRequest) []Message {
 			writeList(&u, "Issues", c.Issues)
 			writeList(&u, "Suggestions", c.Suggestions)
 		}
+		if r.Feedback != "" {
+			fmt.Fprintf(&u, "\nA human reviewer read the ranked proposals and asks every revision to address this feedback:\n%s\n", r.Feedback)
+		}
 	}
-	return []Message{{Role: "system", Content: systemPrompt(r.Task)}, {Role: "user", Content: u.String()}}
+	return u.String()
 }
 
 // CritiqueMessages builds the chat messages of a critique request.
 func CritiqueMessages(r CritiqueRequest) []Message {
+	return []Message{{Role: "system", Content: systemPrompt(r.Task)}, {Role: "user", Content: critiqueUser(r)}}
+}
+
+// critiqueUser is the user message of a critique request.
+func critiqueUser(r CritiqueRequest) string {
 	var u strings.Builder
+	u.Grow(512 + len(r.Proposal.Content))
 	rolePrompt(&u, r.Reviewer)
 	fmt.Fprintf(&u, "Review the proposal of your peer %s. Score each criterion (%s) and the proposal overall "+
 		"from 0 (unusable) to 10 (excellent); name strengths, issues and actionable suggestions. Answer with JSON only.\n\n",
 		r.Proposal.AgentID, strings.Join(r.Task.Constraints.Rubric, ", "))
 	fmt.Fprintf(&u, "Proposal:\n%s\n", r.Proposal.Content)
-	return []Message{{Role: "system", Content: systemPrompt(r.Task)}, {Role: "user", Content: u.String()}}
+	return u.String()
 }
 
 func writeList(b *strings.Builder, title string, items []string) {
@@ -278,7 +307,7 @@ func Generate(ctx context.Context, llm Completer, r ProposalRequest, onToken fun
 	}
 	temp, seed := sampling(r.DeliberationID, r.Task, r.Agent, r.Stage, r.Attempt)
 	req := CompletionRequest{
-		Model: r.Task.ModelFor(r.Agent), Messages: ProposalMessages(r),
+		Model: r.Task.ModelFor(r.Agent), Fallbacks: r.Agent.FallbackModels, Messages: ProposalMessages(r),
 		Temperature: temp, MaxTokens: r.Task.Constraints.MaxTokens, Seed: seed, OnToken: onToken,
 	}
 	if s, ok := StructuredSchema(r.Task.Kind); ok {
@@ -317,7 +346,7 @@ func Review(ctx context.Context, llm Completer, r CritiqueRequest) (Critique, er
 	seed := seedOf(r.Attempt, "%s/%s", r.DeliberationID, r.Key)
 	start := time.Now()
 	c, err := llm.Complete(ctx, CompletionRequest{
-		Model: r.Task.ModelFor(r.Reviewer), Messages: CritiqueMessages(r),
+		Model: r.Task.ModelFor(r.Reviewer), Fallbacks: r.Reviewer.FallbackModels, Messages: CritiqueMessages(r),
 		Temperature: 0.2, MaxTokens: CritiqueMaxTokens, Seed: seed, Schema: &s,
 	})
 	if err != nil {
@@ -330,4 +359,35 @@ func Review(ctx context.Context, llm Completer, r CritiqueRequest) (Critique, er
 	out.ReviewerID, out.AuthorID, out.Stage = r.Reviewer.ID, r.Proposal.AgentID, r.Stage
 	out.Model, out.Usage, out.Duration, out.Attempt = c.Model, c.Usage, time.Since(start), r.Attempt
 	return out, nil
+}
+
+// PastDeadline returns the error of work whose deliberation's deadline has
+// passed at now: permanent (it wraps ErrInvalid, so the failure is not
+// retried), saying that the work was dropped without an LLM call. It
+// returns nil for a zero deadline (none) or one still ahead.
+func PastDeadline(deadline, now time.Time) error {
+	if deadline.IsZero() || now.Before(deadline) {
+		return nil
+	}
+	return fmt.Errorf("%w: the deliberation's deadline %s passed %s ago: work dropped without calling the LLM",
+		ErrInvalid, deadline.UTC().Format(time.RFC3339Nano), now.Sub(deadline).Round(time.Millisecond))
+}
+
+// CallBy runs call with ctx bounded by deadline, the deliberation's (no
+// bound when zero), so that no LLM call or retry of the work runs past
+// it. An error of a call the deadline cut short (the bounded context
+// ended, ctx did not) is made permanent — it wraps ErrInvalid and says so
+// — since the work can no longer count: it must not be retried.
+func CallBy(ctx context.Context, deadline time.Time, call func(ctx context.Context) error) error {
+	if deadline.IsZero() {
+		return call(ctx)
+	}
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	err := call(cctx)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: the deliberation's deadline %s passed during the call: %w",
+			ErrInvalid, deadline.UTC().Format(time.RFC3339Nano), err)
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package council
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -60,6 +61,10 @@ type Agent struct {
 	Model string
 	// PromptTemplate, when set, is an extra instruction added to the agent's system prompt.
 	PromptTemplate string
+	// FallbackModels are asked, in order, when the agent's model fails with
+	// a retryable server error or times out; all must be allowed, like the
+	// model.
+	FallbackModels []string
 }
 
 // Constraints bound a deliberation.
@@ -78,6 +83,14 @@ type Constraints struct {
 	Rubric []string
 	// MaxTokens caps each completion.
 	MaxTokens int
+	// MaxCalls bounds the calls issued (retries included); 0 means no bound.
+	MaxCalls int
+	// MaxTotalTokens bounds the tokens of the whole deliberation (see
+	// Deliberation.affords for how the next calls are counted); 0 means no
+	// bound.
+	MaxTotalTokens int
+	// Review asks for a human gate (ReviewBeforeFinal); empty means none.
+	Review ReviewMode
 	// Metadata is the caller's opaque key/value context (task_type, ceremony_id, …).
 	// It is carried through to results; it is never written into a prompt.
 	Metadata map[string]string
@@ -107,6 +120,8 @@ const (
 	MaxRounds         = 5
 	MaxTimeout        = 6 * time.Hour
 	MaxRetriesLimit   = 10
+	// MaxFallbackModels bounds an agent's fallback models.
+	MaxFallbackModels = 4
 	MaxDescription    = 64 << 10
 	MaxTokensLimit    = 32768
 	// MaxResultBytes bounds the estimated size of everything a deliberation
@@ -241,6 +256,17 @@ func (t Task) Validate() error {
 		if strings.TrimSpace(a.Role) == "" {
 			add("agents[%d].role is required", i)
 		}
+		if len(a.FallbackModels) > MaxFallbackModels {
+			add("agents[%d].fallback_models: at most %d are allowed, got %d", i, MaxFallbackModels, len(a.FallbackModels))
+		}
+		for j, m := range a.FallbackModels {
+			switch {
+			case strings.TrimSpace(m) == "":
+				add("agents[%d].fallback_models[%d] is empty", i, j)
+			case slices.Contains(a.FallbackModels[:j], m):
+				add("agents[%d].fallback_models[%d] %q is duplicated", i, j, m)
+			}
+		}
 	}
 	if c.Timeout <= 0 || c.Timeout > MaxTimeout {
 		add("timeout_seconds must be between 1 and %d", int(MaxTimeout.Seconds()))
@@ -265,6 +291,7 @@ func (t Task) Validate() error {
 			"a deliberation's result may hold: lower max_tokens, rounds or the number of agents",
 			size>>10, MaxResultBytes>>10)
 	}
+	t.validateControl(add)
 	for i, r := range c.Rubric {
 		if !criterionPattern.MatchString(r) {
 			add("rubric[%d] %q must be a lower_snake_case name", i, r)
@@ -304,4 +331,58 @@ func (t Task) ModelFor(a Agent) string {
 		return a.Model
 	}
 	return t.Model
+}
+
+// CheckModels checks that every model t names is allowed: the task's model,
+// each agent's model and fallback models (an empty model is the default
+// model, always allowed). The error wraps ErrInvalid and names each model
+// refused and where it is named.
+func (t Task) CheckModels(allowed []string) error {
+	var problems []string
+	check := func(where, m string) {
+		if m != "" && !slices.Contains(allowed, m) {
+			problems = append(problems, fmt.Sprintf("%s %q is not allowed", where, m))
+		}
+	}
+	check("model", t.Model)
+	for i, a := range t.Agents {
+		check(fmt.Sprintf("agents[%d].model", i), a.Model)
+		for j, m := range a.FallbackModels {
+			check(fmt.Sprintf("agents[%d].fallback_models[%d]", i, j), m)
+		}
+	}
+	if len(problems) > 0 {
+		return Invalidf("%s (allowed: %s)", strings.Join(problems, "; "), strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+// validateControl checks the budgets and the review gate: a budget must
+// pay for the first proposals at least, and the gate needs critique
+// rounds to wait after and the functions backend (the Ray job runs its
+// rounds in one process and cannot wait hours for a human).
+func (t Task) validateControl(add func(string, ...any)) {
+	c := t.Constraints
+	if c.MaxCalls < 0 {
+		add("max_calls must not be negative")
+	} else if c.MaxCalls > 0 && c.MaxCalls < len(t.Agents) {
+		add("max_calls=%d cannot pay for the first proposals of %d agents", c.MaxCalls, len(t.Agents))
+	}
+	if c.MaxTotalTokens < 0 {
+		add("max_total_tokens must not be negative")
+	} else if c.MaxTotalTokens > 0 && c.MaxTokens > 0 {
+		if prompts := t.firstPrompts(); c.MaxTotalTokens < prompts+len(t.Agents)*c.MaxTokens {
+			add("max_total_tokens=%d cannot pay for the first proposals: %d agents × max_tokens=%d and prompts of about %d tokens",
+				c.MaxTotalTokens, len(t.Agents), c.MaxTokens, prompts)
+		}
+	}
+	switch {
+	case !c.Review.Valid():
+		add("review %q is unknown (want before_final, or none)", c.Review)
+	case c.Review == ReviewNone:
+	case t.Kind.SinglePass():
+		add("review %s needs critique rounds: kind %s has none", c.Review, t.Kind)
+	case t.Backend == BackendRay:
+		add("review %s is not supported with backend ray: the Ray job runs every round in one process; use backend functions", c.Review)
+	}
 }

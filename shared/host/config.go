@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/adapters/telemetry"
 	"council.dev/shared/council"
 	"council.dev/shared/redact"
 )
@@ -114,6 +115,14 @@ type Config struct {
 	// LegacySubjects turns on the compatibility publisher that feeds the
 	// old fleet's consumers on agent.response.* (COUNCIL_LEGACY_SUBJECTS).
 	LegacySubjects bool
+	// Telemetry says where traces and metrics go: the standard
+	// OpenTelemetry variables OTEL_SERVICE_NAME, OTEL_SDK_DISABLED,
+	// OTEL_EXPORTER_OTLP_ENDPOINT (and its _TRACES_ / _METRICS_ forms),
+	// OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_PROTOCOL
+	// (http/protobuf only), OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER,
+	// OTEL_TRACES_SAMPLER(_ARG), OTEL_METRIC_EXPORT_INTERVAL,
+	// OTEL_RESOURCE_ATTRIBUTES. The zero value traces nothing.
+	Telemetry telemetry.Config
 }
 
 // Defaults of LoadConfig.
@@ -326,6 +335,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 	}
 	loadSecurity(get, bad, &c)
+	loadTelemetry(get, bad, &c)
 
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("host: config: %w: %w", council.ErrInvalid, errors.Join(errs...))

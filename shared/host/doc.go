@@ -12,6 +12,8 @@
 //	                        reply event, if any, comes back in binary mode
 //	GET  /health/readiness  200 "ok"; 503 once draining or when a check fails
 //	GET  /health/liveness   200 "ok" while the process serves
+//	GET  /metrics           Prometheus text of Function.Telemetry (open, like
+//	                        /health; 503 while starting, 404 without telemetry)
 //	(WithRoute)             whatever the function adds, e.g. query routes
 //
 // # Authentication (docs/security.md)

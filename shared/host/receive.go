@@ -15,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"council.dev/events"
 	"council.dev/shared/council"
 )
 
@@ -40,6 +41,7 @@ func (s *HTTPServer) serveEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	traceFromHeader(r.Header, e)
 	reply, err := s.invoke(r.Context(), *e)
 	if err == nil && reply != nil {
 		if verr := reply.Validate(); verr != nil {
@@ -151,5 +153,22 @@ func levelFor(status int) slog.Level {
 		return slog.LevelWarn
 	default:
 		return slog.LevelError
+	}
+}
+
+// traceFromHeader gives e the W3C trace context of the request's
+// traceparent and tracestate headers (Knative's broker sets them) when the
+// event carries none in its distributed-tracing extension (ce-traceparent
+// in binary mode, traceparent in structured mode), so that the handler
+// continues the sender's trace either way.
+func traceFromHeader(h http.Header, e *event.Event) {
+	if _, ok := e.Extensions()[events.ExtTraceParent]; ok {
+		return
+	}
+	if tp := h.Get("Traceparent"); tp != "" {
+		e.SetExtension(events.ExtTraceParent, tp)
+		if ts := h.Get("Tracestate"); ts != "" {
+			e.SetExtension(events.ExtTraceState, ts)
+		}
 	}
 }

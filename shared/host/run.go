@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"council.dev/shared/adapters/natsjs"
+	"council.dev/shared/adapters/telemetry"
 	"council.dev/shared/adapters/vllm"
 	"council.dev/shared/council"
 	"council.dev/shared/redact"
@@ -58,7 +59,10 @@ func ConnectNATS(ctx context.Context, cfg Config, name string) (*nats.Conn, jets
 func NewCompleter(cfg Config, log *slog.Logger) (*vllm.Client, error) {
 	return vllm.New(cfg.LLMURL, cfg.LLMModel,
 		vllm.WithAllowedModels(cfg.LLMModels...), vllm.WithTimeout(cfg.LLMTimeout),
-		vllm.WithRetries(cfg.LLMRetries), vllm.WithAPIKey(cfg.LLMAPIKey), vllm.WithLogger(log))
+		vllm.WithRetries(cfg.LLMRetries), vllm.WithAPIKey(cfg.LLMAPIKey), vllm.WithLogger(log),
+		// The adapter's own HTTP client, its transport wrapped to tell the
+		// span of each LLM call about its retries (telemetry.Completer).
+		vllm.WithTransportWrap(telemetry.Transport))
 }
 
 // CompleterOr returns c, or, when c is nil, the LLM client cfg describes
@@ -82,6 +86,10 @@ type Function struct {
 	JetStream jetstream.JetStream
 	// Close releases what Init opened (may be nil).
 	Close func()
+	// Telemetry, when set, traces and counts every event Handle handles,
+	// serves its metrics on GET /metrics and is shut down (flushed) when
+	// Run returns. The function's own decorators (wire.go) use the same.
+	Telemetry *telemetry.Telemetry
 }
 
 // Init builds a function. An error means a dependency is not there yet
@@ -123,6 +131,17 @@ func Run(ctx context.Context, cfg Config, name string, types []string, init Init
 	if err != nil {
 		return err
 	}
+	// GET /metrics: Prometheus text, open like /health (Knative's
+	// queue-proxy convention; counts only, no data of any deliberation).
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := built.Load()
+		if f == nil {
+			writeError(w, http.StatusServiceUnavailable, name+" is starting")
+			return
+		}
+		f.Telemetry.MetricsHandler().ServeHTTP(w, r)
+	})
+	opts = append(opts, WithRoute("GET /metrics", metrics))
 	srv, err := NewHTTPServer(cfg.Addr(), handle, append(opts, WithLogger(log),
 		WithReadiness(func(context.Context) error {
 			if built.Load() == nil {
@@ -158,6 +177,16 @@ func Run(ctx context.Context, cfg Config, name string, types []string, init Init
 	if f.Close != nil {
 		defer f.Close()
 	}
+	if f.Telemetry != nil {
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := f.Telemetry.Shutdown(sctx); err != nil {
+				log.Warn("telemetry: flush at stop", "function", name, "error", err)
+			}
+		}()
+		f.Handle = f.Telemetry.Handler(f.Handle)
+	}
 	for pattern, h := range f.Routes {
 		routes.Handle(pattern, h)
 	}
@@ -168,7 +197,11 @@ func Run(ctx context.Context, cfg Config, name string, types []string, init Init
 		if f.JetStream == nil {
 			return abort(errors.New("host: transport jetstream needs a NATS connection"))
 		}
-		c, err := natsjs.NewConsumer(f.JetStream, name, types, f.Handle, natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS))
+		copts := []natsjs.Option{natsjs.WithLogger(log), natsjs.WithTopology(cfg.NATS)}
+		if f.Telemetry != nil {
+			copts = append(copts, natsjs.WithObserver(f.Telemetry))
+		}
+		c, err := natsjs.NewConsumer(f.JetStream, name, types, f.Handle, copts...)
 		if err != nil {
 			return abort(err)
 		}

@@ -41,6 +41,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		"(COUNCIL_LLM_SLOTS, as scripts/llm-server.sh starts it); more only queue at the server")
 	rayExecutor := fl.String("ray-executor", "127.0.0.1:0", "listen address of the old Ray Executor's gRPC API (fleet.ray_executor.v1, h2c), "+
 		`e.g. 127.0.0.1:50056 (the old port; port 0 picks a free one); "" serves none`)
+	traced := fl.Bool("trace", false, "trace the deliberation: start a local Jaeger (scripts/jaeger.sh install builds it; or COUNCIL_JAEGER_BIN), "+
+		"export every function's spans to it with OTLP, print the trace's URL and keep Jaeger up until interrupted")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -74,11 +76,19 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
+	var tr *devTrace
+	if *traced {
+		if tr, err = startTrace(ctx, dir, stdout); err != nil {
+			return err
+		}
+		defer tr.stop()
+	}
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Config{
 		LLMURL: *llmURL, LLMModel: *model, NATSURL: *natsURL, StoreDir: dir, LLMTimeout: *llmTimeout, Concurrency: *concurrency,
 		Logger:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		RayExecutorAddr: *rayExecutor,
+		Env:             tr.env(),
 	})
 	if err != nil {
 		return err
@@ -93,6 +103,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	// A fresh event id per run: the deliberation id derives from source + id.
 	ev.SetID(fmt.Sprintf("dev-%d", time.Now().UnixNano()))
 	id := council.DeliberationID(ev.Source(), ev.ID())
+	ctx = tr.begin(ctx, &ev)
 	// The same event lines and progress as `council watch`; NATS calls the
 	// handler of one subscription on one goroutine.
 	lines := newWatcher(stdout, id, false)
@@ -123,10 +134,12 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	for wait := time.Now().Add(time.Second); sub.IsValid() && time.Now().Before(wait); {
 		time.Sleep(5 * time.Millisecond)
 	}
+	tr.end(ctx, s, stdout)
 	if out.Failed != nil {
 		return fmt.Errorf("deliberation %s failed after %s: %s", id, time.Since(start).Round(time.Millisecond), out.Failed.Reason)
 	}
 	printResult(stdout, out.Completed, time.Since(start))
+	tr.wait(ctx, stdout)
 	return nil
 }
 

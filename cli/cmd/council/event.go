@@ -87,6 +87,14 @@ func validate(e event.Event) (known bool, err error) {
 		_, err = events.DecodeFailed(e)
 	case events.TypeSweepTick, events.TypePing:
 		_, err = events.DecodeTick(e)
+	case events.TypeDeliberationCancel:
+		_, _, err = events.DecodeCancel(e)
+	case events.TypeDeliberationCancelled:
+		_, err = events.DecodeCancelled(e)
+	case events.TypeReviewRequested:
+		_, err = events.DecodeReviewRequested(e)
+	case events.TypeReviewDecided:
+		_, _, err = events.DecodeReviewDecided(e)
 	default:
 		return false, nil
 	}

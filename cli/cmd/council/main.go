@@ -7,6 +7,8 @@
 //	council jobs       the running deliberations, from execute's GET /jobs
 //	council stats      execute's health and statistics, from GET /status
 //	council dlq        list, show and replay the dead letters of the JetStream transport
+//	council cancel     end a running deliberation (deliberation.cancel)
+//	council review     decide at a deliberation's review gate (review.decided)
 //	council fixtures   list the event fixtures
 //
 // Every command takes -h. Exit status: 0 success, 1 failure, 2 bad usage.
@@ -37,10 +39,14 @@ Usage:
   council send [flags] FIXTURE|FILE|-      send one CloudEvent over HTTP (-to) or to the JetStream broker (-nats)
   council watch -nats URL [flags]          follow events, progress and (-tokens) token streams
   council status -execute URL ID           one deliberation (GET /deliberations/{id})
+  council view -execute URL [-open] ID     the address of its page: ranking, scores, timeline, live (GET /deliberations/{id}/view)
   council find -execute URL TASK_ID       the deliberations of a task, newest first (GET /deliberations?task_id=)
   council jobs -execute URL                the running deliberations (GET /jobs)
   council stats -execute URL               execute's health and statistics (GET /status)
   council dlq list|show|replay -nats URL   the dead letters (terminated events, with the reason); replay one
+  council cancel -nats URL ID              end a running deliberation as cancelled
+  council review -nats URL ID approve|reject|feedback
+                                           decide at a review gate (-reason WHY, -text FEEDBACK)
   council fixtures                         list the event fixtures
 
 Run 'council <command> -h' for the flags of a command.
@@ -78,6 +84,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = watch(ctx, args[1:], s)
 	case "status":
 		err = status(ctx, args[1:], s)
+	case "view":
+		err = view(ctx, args[1:], s)
 	case "find":
 		err = find(ctx, args[1:], s)
 	case "jobs":
@@ -86,6 +94,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = stats(ctx, args[1:], s)
 	case "dlq":
 		err = dlq(ctx, args[1:], s)
+	case "cancel":
+		err = cancelCmd(ctx, args[1:], s)
+	case "review":
+		err = reviewCmd(ctx, args[1:], s)
 	case "fixtures":
 		err = listFixtures(stdout)
 	case "-h", "--help", "help":

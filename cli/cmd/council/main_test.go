@@ -339,6 +339,11 @@ func TestFullDeliberationOverJetStream(t *testing.T) {
 		}
 	}
 	runCLI(t, "", "status", "dlb-000000000000000000000000", "-execute", exec.URL).must(t, 1)
+	page := runCLI(t, "", "view", id[1], "-execute", exec.URL).must(t, 0)
+	if want := exec.URL + "/deliberations/" + id[1] + "/view\tcompleted"; !strings.Contains(page.stdout, want) {
+		t.Errorf("view prints %q, want %q", page.stdout, want)
+	}
+	runCLI(t, "", "view", "dlb-000000000000000000000000", "-execute", exec.URL).must(t, 1)
 	found := runCLI(t, "", "find", "task-42", "-execute", exec.URL).must(t, 0)
 	if !strings.Contains(found.stdout, id[1]) || !strings.Contains(found.stdout, "completed") {
 		t.Errorf("find task-42 does not list deliberation %s, completed:\n%s", id[1], found.stdout)

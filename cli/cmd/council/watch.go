@@ -38,7 +38,7 @@ func watch(ctx context.Context, args []string, s streams) error {
 	natsURL := fl.String("nats", envOr(s.getenv, "COUNCIL_NATS_URL", ""), "NATS URL (default $COUNCIL_NATS_URL)")
 	id := fl.String("deliberation", "", "only this deliberation (dlb-…)")
 	tokens := fl.Bool("tokens", false, "also print the agents' token streams")
-	untilDone := fl.Bool("until-done", false, "stop when the deliberation (without -deliberation: the first one seen to end) completes or fails")
+	untilDone := fl.Bool("until-done", false, "stop when the deliberation (without -deliberation: the first one seen to end) completes, fails or is cancelled")
 	since := fl.String("since", "", `where to start: "all" (the whole stream), "new", or a duration such as 10m (default: all with -deliberation, else new)`)
 	timeout := fl.Duration("timeout", 0, "give up after this long (0: never)")
 	pos, err := parseFlags(fl, args)
@@ -303,7 +303,7 @@ func (w *watcher) event(data []byte) {
 		} else {
 			p.mark("critiqued", d.Key)
 		}
-	case events.TypeDeliberationCompleted, events.TypeDeliberationFailed:
+	case events.TypeDeliberationCompleted, events.TypeDeliberationFailed, events.TypeDeliberationCancelled:
 		w.ended(e, id)
 		return
 	default:
@@ -317,6 +317,9 @@ func (w *watcher) event(data []byte) {
 
 // describe is the key/agent and outcome part of an event line.
 func (w *watcher) describe(e event.Event, d events.Summary, task *council.Task) string {
+	if line, ok := describeControl(e); ok {
+		return line
+	}
 	switch e.Type() {
 	case events.TypeDeliberationRequested:
 		if task == nil {
@@ -373,6 +376,12 @@ func (w *watcher) ended(e event.Event, id string) {
 			reason = f.Reason
 		}
 		w.outcome = fmt.Errorf("deliberation %s failed: %s", id, reason)
+	case events.TypeDeliberationCancelled:
+		reason := "(unreadable event)"
+		if c, err := events.DecodeCancelled(e); err == nil {
+			reason = c.Reason
+		}
+		w.outcome = fmt.Errorf("deliberation %s %s", id, reason)
 	}
 }
 
@@ -387,6 +396,10 @@ func (w *watcher) token(data []byte) {
 		prefix = m.DeliberationID + "/" + m.AgentID
 	}
 	prefix = fmt.Sprintf("%s s%d", prefix, m.Stage)
+	if m.Attempt > 1 {
+		// A retried generation streams anew: its text apart from the first's.
+		prefix = fmt.Sprintf("%s a%d", prefix, m.Attempt)
+	}
 	b := w.tokens[prefix]
 	if b == nil {
 		b = &strings.Builder{}

@@ -69,7 +69,8 @@ type Consumer struct {
 // NewConsumer returns a Consumer named durable for events of the given types
 // (each type T is read from <EventsSubjectPrefix>.T), handled by handler.
 // Options: WithTopology, WithLogger, WithClock, WithAckWait, WithMaxDeliver,
-// WithConcurrency, WithBackoff, WithDrainTimeout, WithDuplicateDelivery.
+// WithConcurrency, WithBackoff, WithDrainTimeout, WithDuplicateDelivery,
+// WithObserver (queue lag, duplicates dropped).
 // Nothing is created on the server until Run.
 func NewConsumer(js jetstream.JetStream, durable string, types []string, handler Handler, opts ...Option) (*Consumer, error) {
 	if js == nil {
@@ -242,6 +243,9 @@ func (c *Consumer) handle(base context.Context, msg jetstream.Msg) {
 	var delivered, streamSeq uint64 = 1, 0
 	if md, err := msg.Metadata(); err == nil {
 		delivered, streamSeq = md.NumDelivered, md.Sequence.Stream
+		if c.o.observer != nil {
+			c.o.observer.Pending(base, c.cfg.Durable, md.NumPending)
+		}
 	}
 	attrs := []any{
 		"consumer", c.cfg.Durable,
@@ -254,6 +258,9 @@ func (c *Consumer) handle(base context.Context, msg jetstream.Msg) {
 	if ev, err := events.DecodeStructured(msg.Data()); err != nil {
 		res = c.reject(msg, err)
 	} else {
+		// The trace context travels in the event (the distributed-tracing
+		// extension); a producer that set only the NATS headers is heard too.
+		traceFromHeaders(msg.Headers(), &ev)
 		attrs = append(attrs, "event_id", ev.ID(), "type", ev.Type(), "subject", ev.Subject())
 		res = c.process(base, msg, ev, delivered)
 	}

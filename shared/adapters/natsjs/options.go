@@ -49,6 +49,8 @@ type options struct {
 	duplicate    bool
 	index        jetstream.KeyValue
 	pipeline     jetstream.JetStream
+	coalesce     *coalescing // TokenPublisher (WithCoalescing); nil: the defaults
+	observer     Observer    // Publisher, Consumer (WithObserver); nil: none
 }
 
 func newOptions(opts []Option) (options, error) {

@@ -22,16 +22,17 @@ const ContentTypeCloudEventsJSON = events.ContentTypeStructured
 // Publisher publishes CloudEvents to the broker stream. It is safe for
 // concurrent use.
 type Publisher struct {
-	js     jetstream.JetStream
-	topo   Topology
-	now    func() time.Time
-	logger *slog.Logger
+	js       jetstream.JetStream
+	topo     Topology
+	now      func() time.Time
+	logger   *slog.Logger
+	observer Observer
 }
 
 var _ council.Emitter = (*Publisher)(nil)
 
 // NewPublisher returns a Publisher that publishes through js. Options:
-// WithTopology, WithLogger, WithClock.
+// WithTopology, WithLogger, WithClock, WithObserver.
 func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 	if js == nil {
 		return nil, errors.New("natsjs: new publisher: nil JetStream")
@@ -40,7 +41,7 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{js: js, topo: o.topology, now: o.now, logger: o.logger}, nil
+	return &Publisher{js: js, topo: o.topology, now: o.now, logger: o.logger, observer: o.observer}, nil
 }
 
 // Emit publishes e as a structured CloudEvent (specversion 1.0, id e.ID,
@@ -86,6 +87,7 @@ func (p *Publisher) At(ctx context.Context, at time.Time, e council.Envelope) er
 	}
 	msg := &nats.Msg{Subject: p.topo.ScheduleSubject(e.Subject), Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentTypeCloudEventsJSON)
+	setTraceHeaders(msg.Header, ev)
 	// RFC 3339 has whole seconds here: round up, never fire early.
 	msg.Header.Set("Nats-Schedule", "@at "+at.UTC().Add(time.Second-1).Truncate(time.Second).Format(time.RFC3339))
 	msg.Header.Set("Nats-Schedule-Target", p.topo.EventSubject(e.Type))
@@ -172,11 +174,15 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev event.Event) error {
 	}
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentTypeCloudEventsJSON)
+	setTraceHeaders(msg.Header, ev)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID()))
 	if err != nil {
 		return fmt.Errorf("natsjs: publish %s: %w", ev.Type(), classify(err))
 	}
 	if ack.Duplicate {
+		if p.observer != nil {
+			p.observer.Duplicate(ctx, ev.Type())
+		}
 		p.logger.DebugContext(ctx, "duplicate event dropped by the broker",
 			"event_id", ev.ID(), "type", ev.Type(), "stream", ack.Stream, "seq", ack.Sequence)
 	}

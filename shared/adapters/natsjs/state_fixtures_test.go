@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,15 +68,101 @@ func stateFixtures(t *testing.T) map[string]*council.Deliberation {
 	if err := counciltest.Finish(extraction, t0.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	// Control of a running deliberation (issue 12): cancelled mid-run, a
+	// budget that ended the rounds early, a review gate waiting after one
+	// feedback round.
+	cancelled := mk("dlb-state-cancelled", nil)
+	cancelled.Cancel("the story was dropped", t0.Add(2*time.Second))
+	budget := mk("dlb-state-budget", func(task *council.Task) { task.Constraints.MaxCalls = 8 })
+	if err := counciltest.Finish(budget, t0.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	review := mk("dlb-state-review", func(task *council.Task) { task.Constraints.Review = council.ReviewBeforeFinal })
+	for _, step := range []func() error{
+		func() error { return finishToGate(review, t0.Add(time.Second)) },
+		func() error {
+			_, err := review.Decide(council.ReviewDecision{Decision: council.DecisionFeedback, Feedback: "Say how the counters survive a failover.", Reviewer: "ana"}, t0.Add(time.Hour))
+			return err
+		},
+		func() error { return finishToGate(review, t0.Add(time.Hour+time.Second)) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Answers that say when their LLM call started (issue 13: the queue
+	// wait of the page's timeline).
+	started := mk("dlb-state-started", nil)
+	if err := finishStarted(started, t0.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	return map[string]*council.Deliberation{
 		"running": running, "completed": completed, "failed": failed, "ray": ray, "extraction": extraction,
-		"ray-ended": rayEnded, "pool": pool,
+		"ray-ended": rayEnded, "pool": pool, "cancelled": cancelled, "budget": budget, "review": review,
+		"started": started,
 	}
 }
 
+// finishStarted answers d's work until it ends, each answer started 40 ms
+// after its work was requested.
+func finishStarted(d *council.Deliberation, now time.Time) error {
+	for !d.Status.Terminal() {
+		keys := slices.Clone(d.Outbox)
+		if len(keys) == 0 {
+			return fmt.Errorf("deliberation %s waits with nothing to send", d.ID)
+		}
+		for _, k := range keys {
+			d.Acknowledge(k)
+			w, ok := d.Work[k]
+			if !ok {
+				continue
+			}
+			var err error
+			if w.Kind == council.WorkProposal {
+				p := counciltest.ProposalFor(*w)
+				p.StartedAt = w.RequestedAt.Add(40 * time.Millisecond)
+				_, err = d.RecordProposal(k, p, now)
+			} else {
+				c := counciltest.CritiqueFor(*w, d.Task.Constraints.Rubric)
+				c.StartedAt = w.RequestedAt.Add(40 * time.Millisecond)
+				_, err = d.RecordCritique(k, c, now)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// finishToGate answers d's work until it waits at its review gate.
+func finishToGate(d *council.Deliberation, now time.Time) error {
+	for !d.AwaitingReview() && !d.Status.Terminal() {
+		keys := slices.Clone(d.Outbox)
+		for _, k := range keys {
+			d.Acknowledge(k)
+			w, ok := d.Work[k]
+			if !ok {
+				continue
+			}
+			var err error
+			if w.Kind == council.WorkProposal {
+				_, err = d.RecordProposal(k, counciltest.ProposalFor(*w), now)
+			} else {
+				_, err = d.RecordCritique(k, counciltest.CritiqueFor(*w, d.Task.Constraints.Rubric), now)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // v2Only names the fixtures of states that only builds writing version 2
-// can hold (the job lifecycle of ADR 10).
-var v2Only = map[string]bool{"ray-ended": true, "pool": true}
+// can hold (the job lifecycle of ADR 10; cancel, budgets and the review
+// gate of issue 12; the start times of LLM calls of issue 13).
+var v2Only = map[string]bool{"ray-ended": true, "pool": true, "cancelled": true, "budget": true, "review": true, "started": true}
 
 // TestStoredStateFixturesStillDecode reads stored state through the real
 // store: testdata/state/unversioned, what builds before the versioned format
@@ -135,6 +222,15 @@ func TestStoredStateFixturesStillDecode(t *testing.T) {
 				got, _, err := s.Get(ctx, want.ID)
 				if err != nil {
 					t.Fatalf("%s: stored state no longer decodes: %v", name, err)
+				}
+				if version == "unversioned" {
+					// Written before calls were counted and the prompt
+					// cache measured: read as 0.
+					want = want.Clone()
+					want.Calls = 0
+					if want.Result != nil {
+						want.Result.PromptCache = council.PromptCache{}
+					}
 				}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("%s: stored state decodes differently (-want +got):\n%s", name, diff)

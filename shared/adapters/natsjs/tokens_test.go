@@ -15,7 +15,8 @@ import (
 
 func TestTokenPublisherLandsInTokenStream(t *testing.T) {
 	e := newEnv(t)
-	p, err := natsjs.NewTokenPublisher(e.nc)
+	// One message per piece: the wire format of each.
+	p, err := natsjs.NewTokenPublisher(e.nc, natsjs.WithCoalescing(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,12 @@ const (
 	// DefaultBodiesBucket is the object store of event data too large for
 	// the broker (the claim check: events carry a dataref instead).
 	DefaultBodiesBucket = "council-bodies"
+	// DefaultClaimsBucket holds the work claims of generate and critique
+	// (Claims): who does a work item, and its reply once done.
+	DefaultClaimsBucket = "council-claims"
+	// ClaimsMaxAge bounds every work claim (each has its own, shorter TTL):
+	// the longest deliberation and an hour.
+	ClaimsMaxAge = council.MaxTimeout + time.Hour
 	// DefaultBucketTTL is how long a deliberation's state is kept after its
 	// last change: a bound on the bucket (the old service never evicted).
 	DefaultBucketTTL = 7 * 24 * time.Hour
@@ -81,6 +87,9 @@ type Topology struct {
 	// BodiesBucket is the object store of event data larger than the
 	// broker takes (kept as long as the events: EventsMaxAge).
 	BodiesBucket string
+	// ClaimsBucket is the KV bucket of work claims (Claims; per-key TTLs,
+	// memory storage is not used: a claim must survive a NATS restart).
+	ClaimsBucket string
 
 	// DLQStream is the dead-letter stream (file storage, limits
 	// retention): a terminated event of consumer C goes to
@@ -111,6 +120,7 @@ func DefaultTopology() Topology {
 		BucketTTL:           DefaultBucketTTL,
 		IndexBucket:         DefaultIndexBucket,
 		BodiesBucket:        DefaultBodiesBucket,
+		ClaimsBucket:        DefaultClaimsBucket,
 		DLQStream:           DefaultDLQStream,
 		DLQSubjectPrefix:    DefaultDLQSubjectPrefix,
 		DLQMaxAge:           DefaultDLQMaxAge,
@@ -156,6 +166,9 @@ func (t Topology) withDefaults() Topology {
 	if t.BodiesBucket == "" {
 		t.BodiesBucket = d.BodiesBucket
 	}
+	if t.ClaimsBucket == "" {
+		t.ClaimsBucket = d.ClaimsBucket
+	}
 	if t.DLQStream == "" {
 		t.DLQStream = d.DLQStream
 	}
@@ -184,10 +197,13 @@ func (t Topology) validate() error {
 	if t.DLQSubjectPrefix == t.EventsSubjectPrefix || t.DLQSubjectPrefix == t.TokensSubjectPrefix {
 		errs = append(errs, fmt.Errorf("the dead-letter prefix %q must differ from the events' and the tokens'", t.DLQSubjectPrefix))
 	}
+	if t.ClaimsBucket == t.Bucket || t.ClaimsBucket == t.IndexBucket {
+		errs = append(errs, fmt.Errorf("the claims bucket %q must differ from the state and index buckets", t.ClaimsBucket))
+	}
 	if t.IndexBucket == t.Bucket {
 		errs = append(errs, fmt.Errorf("the index bucket %q must not be the state bucket", t.IndexBucket))
 	}
-	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket, t.IndexBucket, t.BodiesBucket, t.DLQStream} {
+	for _, n := range []string{t.EventsStream, t.TokensStream, t.Bucket, t.IndexBucket, t.BodiesBucket, t.ClaimsBucket, t.DLQStream} {
 		if !validID(n) {
 			errs = append(errs, fmt.Errorf("name %q: want letters, digits, '-' and '_'", n))
 		}
@@ -227,8 +243,8 @@ func (t Topology) TokenSubject(deliberationID, agentID string) string {
 }
 
 // Setup creates the broker stream, the token stream, the dead-letter
-// stream, the deliberation and index KV buckets and the bodies object store
-// of t, or updates them to t when they exist; running it again
+// stream, the deliberation, index and claims KV buckets and the bodies
+// object store of t, or updates them to t when they exist; running it again
 // changes nothing. Zero fields of t take the defaults of DefaultTopology.
 //
 // It returns an error wrapping council.ErrInvalid for a topology NATS rejects
@@ -305,6 +321,19 @@ func Setup(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	index.Bucket, index.Description = t.IndexBucket, "council: index of active deliberations, quarantine"
 	if _, err := js.CreateOrUpdateKeyValue(ctx, index); err != nil {
 		return fmt.Errorf("natsjs: setup bucket %s: %w", t.IndexBucket, classify(err))
+	}
+	claims := jetstream.KeyValueConfig{
+		Bucket:      t.ClaimsBucket,
+		Description: "council: work claims of generate and critique (no duplicate LLM work)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+		TTL:         ClaimsMaxAge,
+		// Per-key TTLs: a claim's lease, an answer's keep (Claims).
+		LimitMarkerTTL: MarkerTTL,
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, claims); err != nil {
+		return fmt.Errorf("natsjs: setup bucket %s: %w", t.ClaimsBucket, classify(err))
 	}
 	bodies := jetstream.ObjectStoreConfig{
 		Bucket:      t.BodiesBucket,

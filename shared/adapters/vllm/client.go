@@ -72,8 +72,12 @@ func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 	oc.BaseURL = strings.TrimRight(baseURL, "/")
 	if cfg.httpClient == nil {
 		cfg.httpClient = newHTTPClient(cfg.maxConns)
+		if cfg.wrap != nil {
+			cfg.httpClient.Transport = cfg.wrap(cfg.httpClient.Transport)
+		}
 	}
-	oc.HTTPClient = cfg.httpClient
+	// Retry-After is read from the answers themselves (retryafter.go).
+	oc.HTTPClient = withRetryAfter(cfg.httpClient, time.Now)
 	return &Client{
 		api:          openai.NewClientWithConfig(oc),
 		defaultModel: defaultModel,
@@ -109,20 +113,47 @@ func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 // OnToken has seen part of it is not retried here, so that no text is
 // delivered twice; the error wraps ErrUnavailable for the caller to retry.
 //
-// Connection errors, timeouts, 5xx and 429 are retried with backoff; 4xx
+// Retries. Connection errors, timeouts, 5xx, 408 and 429 are retried; 4xx
 // answers other than 408 and 429 fail at once with ErrInvalid and the
-// server's message. A cancelled ctx stops retrying and returns an error that
-// wraps both ErrUnavailable and ctx.Err().
+// server's message. When ctx has a deadline (the deliberation's), a failing
+// call is retried for as long as it leaves time — WithRetries does not bound
+// it — so an LLM server that is down or overloaded for less than the time
+// left delays the call but does not fail it; each attempt is bounded by
+// min(WithTimeout, time left). Without a deadline, at most WithRetries
+// retries are made (and at least one attempt on every fallback model).
+// The wait before a retry is the exponential backoff with full jitter, or
+// the server's Retry-After (seconds or an HTTP date, on 429 and 503) when
+// that is longer; a retry whose wait would end past ctx's
+// deadline is not made: the call fails at once with ErrInvalid, as the
+// deadline cannot move. A cancelled or expired ctx stops retrying and
+// returns an error that wraps both ErrUnavailable and ctx.Err().
+//
+// Fallback models. req.Fallbacks are tried in order after req.Model: an
+// attempt that fails with a retryable error moves to the next model at
+// once, without waiting; after the last model the client waits (backoff,
+// Retry-After) and starts again from req.Model. So the first model stays
+// preferred, a fallback answers one failed attempt later, and a server down
+// for every model is retried until the deadline as above. Every model must
+// be allowed, checked before any HTTP call; Completion.Model is the model
+// that answered (as the server names it, else the one asked).
 func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (council.Completion, error) {
 	model := req.Model
 	if model == "" {
 		model = c.defaultModel
 	}
-	fail := func(err error) (council.Completion, error) {
-		return council.Completion{}, fmt.Errorf("vllm: complete: model %s: %w", model, err)
+	models := []string{model}
+	for _, m := range req.Fallbacks {
+		if m != "" && !slices.Contains(models, m) {
+			models = append(models, m)
+		}
 	}
-	if _, ok := slices.BinarySearch(c.allowed, model); !ok {
-		return fail(council.Invalidf("model not allowed (allowed: %s)", strings.Join(c.allowed, ", ")))
+	fail := func(err error) (council.Completion, error) {
+		return council.Completion{}, fmt.Errorf("vllm: complete: model %s: %w", strings.Join(models, ", then "), err)
+	}
+	for _, m := range models {
+		if _, ok := slices.BinarySearch(c.allowed, m); !ok {
+			return fail(council.Invalidf("model %q not allowed (allowed: %s)", m, strings.Join(c.allowed, ", ")))
+		}
 	}
 	oreq, err := buildRequest(model, req)
 	if err != nil {
@@ -134,16 +165,20 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 			return fail(err)
 		}
 	}
+	deadline, bounded := ctx.Deadline()
 
 	for attempt := 0; ; attempt++ {
 		var (
 			out       council.Completion
 			delivered bool
+			hint      retryHint
 		)
+		oreq.Model = models[attempt%len(models)]
+		actx := context.WithValue(ctx, retryHintKey{}, &hint)
 		if req.OnToken != nil {
-			out, delivered, err = c.stream(ctx, oreq, req.OnToken)
+			out, delivered, err = c.stream(actx, oreq, req.OnToken)
 		} else {
-			out, err = c.complete(ctx, oreq)
+			out, err = c.complete(actx, oreq)
 		}
 		if err == nil {
 			if validator != nil {
@@ -151,9 +186,12 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 					return fail(err)
 				}
 			}
+			if out.Model == "" {
+				out.Model = oreq.Model
+			}
 			return out, nil
 		}
-		err = classify(err)
+		err = fmt.Errorf("model %s: %w", oreq.Model, classify(err))
 		switch {
 		case errors.Is(err, council.ErrInvalid):
 			return fail(err)
@@ -161,13 +199,27 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 			return fail(fmt.Errorf("%w: %w (last error: %w)", council.ErrUnavailable, ctx.Err(), err))
 		case delivered:
 			return fail(fmt.Errorf("%w: stream broke after its first token: %w", council.ErrUnavailable, err))
-		case attempt >= c.cfg.retries:
+		case !bounded && attempt >= max(c.cfg.retries, len(models)-1):
+			// Without a deadline: WithRetries retries, and every model once.
 			return fail(fmt.Errorf("%w: after %d attempts: %w", council.ErrUnavailable, attempt+1, err))
 		}
-		wait := c.backoff(attempt)
+		if next := (attempt + 1) % len(models); next != 0 {
+			c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "llm call failed, trying a fallback model",
+				slog.String("model", oreq.Model), slog.String("fallback", models[next]),
+				slog.Int("attempt", attempt+1), slog.String("error", err.Error()))
+			continue
+		}
+		wait := c.backoff(attempt / len(models))
+		if hint.after > wait {
+			wait = hint.after
+		}
+		if left := time.Until(deadline); bounded && wait >= left {
+			return fail(fmt.Errorf("%w: %w: after %d attempts, the deadline leaves %s, less than the wait of %s before another: %w",
+				council.ErrInvalid, council.ErrUnavailable, attempt+1, left.Round(time.Millisecond), wait.Round(time.Millisecond), err))
+		}
 		c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "llm call failed, retrying",
-			slog.String("model", model), slog.Int("attempt", attempt+1),
-			slog.Duration("backoff", wait), slog.String("error", err.Error()))
+			slog.String("model", oreq.Model), slog.Int("attempt", attempt+1),
+			slog.Duration("backoff", wait), slog.Duration("retry_after", hint.after), slog.String("error", err.Error()))
 		if serr := c.cfg.sleep(ctx, wait); serr != nil {
 			return fail(fmt.Errorf("%w: %w (last error: %w)", council.ErrUnavailable, serr, err))
 		}

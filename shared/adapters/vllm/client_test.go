@@ -32,6 +32,8 @@ type reply struct {
 	status int
 	body   string
 	delay  time.Duration
+	// header is set on the answer (Retry-After).
+	header map[string]string
 }
 
 // script serves replies in order (repeating the last) and counts calls.
@@ -64,6 +66,9 @@ func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 	} else {
 		w.Header().Set("Content-Type", "application/json")
+	}
+	for k, v := range rp.header {
+		w.Header().Set(k, v)
 	}
 	w.WriteHeader(rp.status)
 	_, _ = io.WriteString(w, rp.body)

@@ -35,6 +35,7 @@ type config struct {
 	backoffBase time.Duration
 	backoffMax  time.Duration
 	httpClient  *http.Client
+	wrap        func(http.RoundTripper) http.RoundTripper
 	maxConns    int
 	apiKey      string
 	logger      *slog.Logger
@@ -116,6 +117,20 @@ func WithHTTPClient(hc *http.Client) Option {
 			return errors.New("http client is nil")
 		}
 		c.httpClient = hc
+		return nil
+	}
+}
+
+// WithTransportWrap wraps the transport of the default HTTP client (its
+// pooled connections and drained bodies kept) in wrap, for example to
+// observe each HTTP attempt of a call (telemetry.Transport). It does not
+// change a client set with WithHTTPClient.
+func WithTransportWrap(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(c *config) error {
+		if wrap == nil {
+			return errors.New("transport wrap is nil")
+		}
+		c.wrap = wrap
 		return nil
 	}
 }

@@ -23,20 +23,34 @@ func run() int {
 	log := host.NewLogger(cfg.LogLevel, os.Stderr)
 	ctx, stop := host.SignalContext()
 	defer stop()
-	fn, err := critique.FromConfig(cfg, critique.Deps{Logger: log})
+	// Traces (OTEL_*) and metrics (GET /metrics); host.Run flushes them
+	// when the function stops.
+	tel, err := host.NewTelemetry(ctx, cfg, "critique")
+	if err != nil {
+		log.Error("telemetry", "error", err)
+		return 2
+	}
+	fn, err := critique.FromConfig(cfg, critique.Deps{Logger: log, Telemetry: tel})
 	if err != nil {
 		log.Error("critique", "error", err)
 		return 2
 	}
 	init := func(ctx context.Context) (host.Function, error) {
 		if cfg.Transport != host.TransportJetStream {
-			return host.Function{Handle: fn.Handle}, nil
+			return host.Function{Handle: fn.Handle, Telemetry: tel}, nil
 		}
 		nc, js, err := host.ConnectNATS(ctx, cfg, "critique")
 		if err != nil {
 			return host.Function{}, err
 		}
-		return host.Function{Handle: fn.Handle, JetStream: js, Close: nc.Close}, nil
+		// On NATS: with work claims, so a duplicated request makes no
+		// second LLM call.
+		fn, err := critique.FromConfig(cfg, critique.Deps{Logger: log, Telemetry: tel, NC: nc})
+		if err != nil {
+			nc.Close()
+			return host.Function{}, err
+		}
+		return host.Function{Handle: fn.Handle, JetStream: js, Close: nc.Close, Telemetry: tel}, nil
 	}
 	if err := host.Run(ctx, cfg, "critique", critique.Types(), init, log); err != nil {
 		log.Error("serve", "error", err)

@@ -37,18 +37,25 @@ func run() int {
 		log.Error("llm client", "error", err)
 		return 2
 	}
+	// Traces (OTEL_*) and metrics (GET /metrics); host.Run flushes them
+	// when the function stops.
+	tel, err := host.NewTelemetry(ctx, cfg, "execute")
+	if err != nil {
+		log.Error("telemetry", "error", err)
+		return 2
+	}
 	// What needs NATS is built by init, retried until NATS answers.
 	init := func(ctx context.Context) (host.Function, error) {
 		nc, js, err := host.ConnectNATS(ctx, cfg, "execute")
 		if err != nil {
 			return host.Function{}, err
 		}
-		fn, err := execute.FromConfig(ctx, cfg, execute.Deps{JS: js, Logger: log, Completer: llm})
+		fn, err := execute.FromConfig(ctx, cfg, execute.Deps{JS: js, Logger: log, Completer: llm, Telemetry: tel})
 		if err != nil {
 			nc.Close()
 			return host.Function{}, err
 		}
-		return host.Function{Handle: fn.Handle, Routes: fn.Routes(), JetStream: js, Close: nc.Close}, nil
+		return host.Function{Handle: fn.Handle, Routes: fn.Routes(), JetStream: js, Close: nc.Close, Telemetry: tel}, nil
 	}
 	if err := host.Run(ctx, cfg, "execute", execute.Types(), init, log); err != nil {
 		log.Error("serve", "error", err)

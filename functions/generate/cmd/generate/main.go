@@ -29,17 +29,24 @@ func run() int {
 		log.Error("llm client", "error", err)
 		return 2
 	}
+	// Traces (OTEL_*) and metrics (GET /metrics); host.Run flushes them
+	// when the function stops.
+	tel, err := host.NewTelemetry(ctx, cfg, "generate")
+	if err != nil {
+		log.Error("telemetry", "error", err)
+		return 2
+	}
 	init := func(ctx context.Context) (host.Function, error) {
 		nc, js, err := host.ConnectNATS(ctx, cfg, "generate")
 		if err != nil {
 			return host.Function{}, err
 		}
-		fn, err := generate.FromConfig(cfg, generate.Deps{NC: nc, Logger: log, Completer: llm})
+		fn, err := generate.FromConfig(cfg, generate.Deps{NC: nc, Logger: log, Completer: llm, Telemetry: tel})
 		if err != nil {
 			nc.Close()
 			return host.Function{}, err
 		}
-		return host.Function{Handle: fn.Handle, JetStream: js, Close: nc.Close}, nil
+		return host.Function{Handle: fn.Handle, JetStream: js, Close: nc.Close, Telemetry: tel}, nil
 	}
 	if err := host.Run(ctx, cfg, "generate", generate.Types(), init, log); err != nil {
 		log.Error("serve", "error", err)
