@@ -87,6 +87,8 @@ func TestDecodeRequestDefaults(t *testing.T) {
 		Constraints: council.Constraints{
 			Timeout: council.DefaultTimeout, MaxRetries: council.DefaultMaxRetries,
 			MaxTokens: council.DefaultMaxTokens, Rubric: council.DefaultRubric(),
+			Protocol:    council.ProtocolCritiqueRevise,
+			Aggregation: council.AggregationMean, FinalReview: council.FinalReviewAll,
 		},
 		Backend: council.BackendFunctions,
 	}
@@ -448,6 +450,9 @@ func TestDeliberationThroughTheCodec(t *testing.T) {
 		Calls: 18, // 3 × (1 + 2 peers) per stage, two stages
 		// 240 of 3000 prompt tokens cached; the byte share as measured.
 		PromptCache: events.PromptCache{CachedTokenShare: 0.08, SharedPrefixShare: d.Result.PromptCache.SharedPrefixShare},
+		Protocol:    "critique_revise", RoundsRun: 1,
+		// Every reviewer orders the proposals alike: W = 1.
+		Aggregation: "mean", Agreement: &one,
 	}
 	if s := got.PromptCache.SharedPrefixShare; s <= 0 || s >= 1 {
 		t.Errorf("shared prefix share %v, want in (0, 1): every prompt opens with the task", s)
@@ -456,6 +461,8 @@ func TestDeliberationThroughTheCodec(t *testing.T) {
 		t.Errorf("completed (-want +got):\n%s", diff)
 	}
 }
+
+var one = 1.0
 
 var ignoreLists = cmp.FilterPath(func(p cmp.Path) bool {
 	switch p.Last().String() {

@@ -53,15 +53,20 @@ var decoders = map[string]func(event.Event) error{
 // their type cannot reject: the rule lives in the decoder (council.Task.Validate)
 // or outside the data.
 var schemaAccepts = map[string]bool{
-	"deliberation.requested.v1/invalid/bad_backlog_task_id.json":          true, // backlog id form: Validate
-	"deliberation.requested.v1/invalid/duplicate_agent_ids.json":          true, // unique ids: Validate
-	"deliberation.requested.v1/invalid/too_many_peers.json":               true, // peers < agents: Validate
-	"deliberation.requested.v1/invalid/review_with_ray.json":              true, // review and backend: Validate
-	"deliberation.requested.v1/invalid/budget_below_first_proposals.json": true, // budget ≥ agents: Validate
-	"deliberation.requested.v1/invalid/wrong_content_type.json":           true, // an attribute, not data
-	"deliberation.requested.v1/invalid/wrong_event_type.json":             true, // an attribute, not data
-	"proposal.requested.v1/invalid/agent_not_in_task.json":                true, // membership: decoder
-	"critique.requested.v1/invalid/reviewer_not_in_task.json":             true, // membership: decoder
+	"deliberation.requested.v1/invalid/bad_backlog_task_id.json":              true, // backlog id form: Validate
+	"deliberation.requested.v1/invalid/duplicate_agent_ids.json":              true, // unique ids: Validate
+	"deliberation.requested.v1/invalid/too_many_peers.json":                   true, // peers < agents: Validate
+	"deliberation.requested.v1/invalid/review_with_ray.json":                  true, // review and backend: Validate
+	"deliberation.requested.v1/invalid/budget_below_first_proposals.json":     true, // budget ≥ agents: Validate
+	"deliberation.requested.v1/invalid/final_review_all_too_many_agents.json": true, // all pairs ≤ 16 agents: Validate
+	"deliberation.requested.v1/invalid/wrong_content_type.json":               true, // an attribute, not data
+	"deliberation.requested.v1/invalid/wrong_event_type.json":                 true, // an attribute, not data
+	"proposal.requested.v1/invalid/agent_not_in_task.json":                    true, // membership: decoder
+	"proposal.requested.v1/invalid/debate_without_candidates.json":            true, // mode and candidates: decoder
+	"deliberation.requested.v1/invalid/judge_without_judge.json":              true, // judge for protocol judge: Validate
+	"deliberation.requested.v1/invalid/judge_not_an_agent.json":               true, // judge among agents: Validate
+	"deliberation.requested.v1/invalid/vote_one_agent.json":                   true, // agents for vote: Validate
+	"critique.requested.v1/invalid/reviewer_not_in_task.json":                 true, // membership: decoder
 	// Ids as NATS tokens (council.CheckWorkIDs): the decoder, so that the
 	// schemas independent consumers read stay as they were.
 	"proposal.requested.v1/invalid/wildcard_deliberation_id.json": true,

@@ -43,6 +43,8 @@ type ReviewRequested struct {
 	// Stopped is budget_exceeded when a budget ended the rounds early.
 	Stopped  string            `json:"stopped,omitempty"`
 	Metadata map[string]string `json:"metadata"`
+	// Agreement is Kendall's W of the candidates' review (as in Completed).
+	Agreement *float64 `json:"agreement,omitempty"`
 }
 
 // ReviewDecided is the data of review.decided.v1: a reviewer's decision.
@@ -80,7 +82,7 @@ func NewReviewRequested(source string, d *council.Deliberation, round int, now t
 	w := ReviewRequested{
 		DeliberationID: d.ID, TaskID: d.Task.ID, Round: round, Stage: d.Stage, Deadline: d.Deadline,
 		Ranking: rankingOf(r.Ranking), Failures: failuresOf(r.Failures), Usage: usageOf(r.Usage), Calls: d.Calls,
-		Metadata: metadataOf(d.Task.Constraints.Metadata),
+		Metadata: metadataOf(d.Task.Constraints.Metadata), Agreement: agreementOf(r),
 	}
 	if d.Review != nil {
 		w.Stopped = d.Review.Stopped

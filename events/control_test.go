@@ -146,7 +146,9 @@ func finishGate(d *council.Deliberation) error {
 }
 
 func TestStateKeepsControl(t *testing.T) {
-	d := controlDeliberation(t, func(c *council.Constraints) { c.Review = council.ReviewBeforeFinal; c.MaxCalls = 20 })
+	// 15 calls to the gate (the final review by all pairs is 6), 9 for the
+	// feedback round.
+	d := controlDeliberation(t, func(c *council.Constraints) { c.Review = council.ReviewBeforeFinal; c.MaxCalls = 24 })
 	if err := finishGate(d); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func TestStateKeepsControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Calls != d.Calls || got.Review == nil || got.Review.Round != 1 || got.FeedbackFor(d.Stage) != "again" ||
-		got.Task.Constraints.MaxCalls != 20 || got.Task.Constraints.Review != council.ReviewBeforeFinal {
+		got.Task.Constraints.MaxCalls != 24 || got.Task.Constraints.Review != council.ReviewBeforeFinal {
 		t.Errorf("decoded calls %d review %+v constraints %+v", got.Calls, got.Review, got.Task.Constraints)
 	}
 }

@@ -25,7 +25,9 @@ func requestOf(t council.Task) Request {
 			StoryID: c.StoryID, PlanID: c.PlanID, Rounds: c.Rounds, Peers: c.Peers,
 			Rubric: slices.Clone(c.Rubric), MaxTokens: c.MaxTokens, Metadata: maps.Clone(c.Metadata),
 			MaxRetries: ptr(c.MaxRetries), MaxCalls: c.MaxCalls, MaxTotalTokens: c.MaxTotalTokens,
-			Review: string(c.Review),
+			Review: string(c.Review), Protocol: string(c.Protocol), Judge: c.Judge,
+			Synthesize: c.Synthesize, StopWhenStable: c.StopWhenStable,
+			Aggregation: string(c.Aggregation), FinalReview: string(c.FinalReview),
 		},
 		Agents: make([]Agent, 0, len(t.Agents)),
 	}
@@ -49,6 +51,8 @@ func (r Request) task() (council.Task, error) {
 			StoryID: c.StoryID, PlanID: c.PlanID, Rounds: c.Rounds, Peers: c.Peers,
 			Rubric: nilIfEmpty(c.Rubric), MaxTokens: c.MaxTokens, MaxRetries: council.DefaultMaxRetries,
 			MaxCalls: c.MaxCalls, MaxTotalTokens: c.MaxTotalTokens, Review: council.ReviewMode(c.Review),
+			Protocol: council.Protocol(c.Protocol), Judge: c.Judge, Synthesize: c.Synthesize, StopWhenStable: c.StopWhenStable,
+			Aggregation: council.Aggregation(c.Aggregation), FinalReview: council.FinalReview(c.FinalReview),
 		},
 	}
 	if len(c.Metadata) > 0 {
@@ -144,6 +148,7 @@ func critiqueOf(c council.Critique) Critique {
 		ReviewerID: c.ReviewerID, AuthorID: c.AuthorID, Stage: c.Stage, Scores: scores, Overall: finite(c.Overall),
 		Strengths: list(c.Strengths), Issues: list(c.Issues), Suggestions: list(c.Suggestions),
 		Model: c.Model, Usage: usageOf(c.Usage), DurationMS: c.Duration.Milliseconds(), Attempt: c.Attempt,
+		Confidence: finitePtr(c.Confidence),
 	}
 }
 
@@ -152,6 +157,7 @@ func (c Critique) critique() council.Critique {
 		ReviewerID: c.ReviewerID, AuthorID: c.AuthorID, Stage: c.Stage, Overall: c.Overall,
 		Strengths: nilIfEmpty(c.Strengths), Issues: nilIfEmpty(c.Issues), Suggestions: nilIfEmpty(c.Suggestions),
 		Model: c.Model, Usage: c.Usage.usage(), Duration: time.Duration(c.DurationMS) * time.Millisecond, Attempt: c.Attempt,
+		Confidence: finitePtr(c.Confidence),
 	}
 	if len(c.Scores) > 0 {
 		out.Scores = maps.Clone(c.Scores)
@@ -211,7 +217,7 @@ func rankingOf(rs []council.Ranked) []Ranked {
 		}
 		out = append(out, Ranked{
 			Rank: r.Rank, Score: finite(r.Score), Scores: scores, Scored: r.Scored,
-			Proposal: proposalOf(r.Proposal), Critiques: critiquesOf(r.Critiques),
+			Proposal: proposalOf(r.Proposal), Critiques: critiquesOf(r.Critiques), ScoreSpread: spreadOf(r),
 		})
 	}
 	return out

@@ -102,6 +102,12 @@ func (w ProposalRequested) request() (council.ProposalRequest, error) {
 		r.Critiques = append(r.Critiques, c.critique())
 	}
 	r.Feedback = w.ReviewFeedback
+	if r.Candidates, err = candidates(w.Candidates); err != nil {
+		return council.ProposalRequest{}, err
+	}
+	if r.Mode, err = proposalMode(w.Mode, len(r.Candidates)); err != nil {
+		return council.ProposalRequest{}, err
+	}
 	return r, nil
 }
 

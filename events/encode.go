@@ -43,6 +43,7 @@ func NewProposalRequested(source string, r council.ProposalRequest, now time.Tim
 		w.Critiques = critiquesOf(r.Critiques)
 	}
 	w.ReviewFeedback = r.Feedback
+	w.Mode, w.Candidates = string(r.Mode), candidatesOf(r.Candidates)
 	return envelope(workID(r.DeliberationID, r.Key, r.Attempt, ""), TypeProposalRequested, source, r.Task.ID, now, w)
 }
 
@@ -109,6 +110,13 @@ func NewAccepted(source string, d *council.Deliberation, now time.Time) council.
 // id "<deliberation>.completed". For the structured kinds the winner's
 // content, when it is JSON, is also given parsed as output.
 func NewCompleted(source string, d *council.Deliberation, now time.Time) council.Envelope {
+	return envelope(d.ID+".completed", TypeDeliberationCompleted, source, d.Task.ID, now, CompletedOf(d))
+}
+
+// CompletedOf is the data of completed d's deliberation.completed.v1
+// event (NewCompleted); the ranking query answers it for a ranking
+// recomputed (council.Rerank).
+func CompletedOf(d *council.Deliberation) Completed {
 	var r council.Result
 	if d.Result != nil {
 		r = *d.Result
@@ -120,6 +128,8 @@ func NewCompleted(source string, d *council.Deliberation, now time.Time) council
 		Usage: usageOf(r.Usage), DurationMS: r.Duration.Milliseconds(),
 		StartedAt: d.StartedAt, FinishedAt: d.FinishedAt, Metadata: metadataOf(d.Task.Constraints.Metadata),
 		Calls: d.Calls, Stopped: r.Stopped,
+		Protocol: string(r.Protocol), RoundsRun: r.RoundsRun, Votes: votesOf(r.Votes), Final: finalOf(r.Final),
+		Aggregation: string(r.Aggregation), Agreement: agreementOf(r),
 		PromptCache: PromptCache{CachedTokenShare: r.PromptCache.CachedTokenShare, SharedPrefixShare: r.PromptCache.SharedPrefixShare},
 	}
 	if d.Task.Kind.SinglePass() {
@@ -130,7 +140,7 @@ func NewCompleted(source string, d *council.Deliberation, now time.Time) council
 			}
 		}
 	}
-	return envelope(d.ID+".completed", TypeDeliberationCompleted, source, d.Task.ID, now, w)
+	return w
 }
 
 // NewFailed encodes the end of d, with d.Reason, as a

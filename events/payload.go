@@ -53,6 +53,23 @@ type Constraints struct {
 	// Review is before_final for a human gate after the critique rounds;
 	// absent means none.
 	Review string `json:"review,omitempty"`
+	// Aggregation is mean (absent: the default), borda or confidence
+	// (council.Aggregation).
+	Aggregation string `json:"aggregation,omitempty"`
+	// FinalReview is all (absent: the default up to
+	// council.MaxAllPairsAgents agents) or peers (council.FinalReview).
+	FinalReview string `json:"final_review,omitempty"`
+	// Protocol is critique_revise (absent: the default), debate, vote or
+	// judge (council.Protocol).
+	Protocol string `json:"protocol,omitempty"`
+	// Judge is the agent that writes the final answer (protocol judge,
+	// synthesize); one of the agents.
+	Judge string `json:"judge,omitempty"`
+	// Synthesize appends the judge's final answer to any protocol.
+	Synthesize bool `json:"synthesize,omitempty"`
+	// StopWhenStable ends the rounds when the ranking (critique_revise) or
+	// the voted answer (debate) is the same two rounds in a row.
+	StopWhenStable bool `json:"stop_when_stable,omitempty"`
 }
 
 // Agent is one member of the council.
@@ -109,10 +126,13 @@ type Critique struct {
 	Strengths   []string           `json:"strengths"`
 	Issues      []string           `json:"issues"`
 	Suggestions []string           `json:"suggestions"`
-	Model       string             `json:"model"`
-	Usage       Usage              `json:"usage"`
-	DurationMS  int64              `json:"duration_ms"`
-	Attempt     int                `json:"attempt"`
+	// Confidence is the reviewer's confidence in its scores, in [0,1]
+	// (added within v1: absent from older producers and models).
+	Confidence *float64 `json:"confidence,omitempty"`
+	Model      string   `json:"model"`
+	Usage      Usage    `json:"usage"`
+	DurationMS int64    `json:"duration_ms"`
+	Attempt    int      `json:"attempt"`
 }
 
 // ProposalRequested is the data of proposal.requested.v1.
@@ -133,6 +153,13 @@ type ProposalRequested struct {
 	// ReviewFeedback is the human reviewer's feedback the revision
 	// addresses (a round the review gate asked for).
 	ReviewFeedback string `json:"review_feedback,omitempty"`
+	// Mode is the prompt the protocol asks for: answer, debate or
+	// synthesize (council.ProposalMode); absent for critique_revise.
+	Mode string `json:"mode,omitempty"`
+	// Candidates are the answers the agent reads, anonymized and in its
+	// own order: the other agents' latest (debate), every agent's
+	// (synthesize).
+	Candidates []Candidate `json:"candidates,omitempty"`
 }
 
 // ProposalGenerated is the data of proposal.generated.v1.
@@ -206,6 +233,10 @@ type Ranked struct {
 	Scored    bool       `json:"scored"`
 	Proposal  Proposal   `json:"proposal"`
 	Critiques []Critique `json:"critiques"`
+	// ScoreSpread is the highest overall score of Critiques less the
+	// lowest (added within v1: absent for an unscored proposal and from
+	// older producers).
+	ScoreSpread *float64 `json:"score_spread,omitempty"`
 }
 
 // Failure records an agent that exhausted its retries.
@@ -247,6 +278,20 @@ type Completed struct {
 	// PromptCache measures the prefix cache on the deliberation's calls
 	// (added within v1: always written, optional on read).
 	PromptCache PromptCache `json:"prompt_cache" schema:"optional"`
+	// Protocol is the protocol that ran; RoundsRun the rounds after the
+	// first answers (added within v1: always written, optional on read).
+	Protocol  string `json:"protocol" schema:"optional"`
+	RoundsRun int    `json:"rounds_run" schema:"optional"`
+	// Votes is the tally of the final answers (protocols vote and debate).
+	Votes []Vote `json:"votes,omitempty"`
+	// Final is the judge's answer (protocol judge, or synthesize).
+	Final *Final `json:"final,omitempty"`
+	// Aggregation is how the scores were made from the critiques
+	// (added within v1: always written, optional on read).
+	Aggregation string `json:"aggregation" schema:"optional"`
+	// Agreement is Kendall's W of the final review's rankings, in [0,1];
+	// absent when fewer than 2 reviewers ranked every other proposal.
+	Agreement *float64 `json:"agreement,omitempty"`
 }
 
 // PromptCache is council.PromptCache on the wire: the share of prompt

@@ -185,10 +185,10 @@ type ErrorReply struct {
 	Retryable bool `json:"retryable"`
 }
 
-// Reply is the set of values EncodeReply writes: the answers of the three
-// queries and the error reply.
+// Reply is the set of values EncodeReply writes: the answers of the
+// queries (Completed: GET /deliberations/{id}/ranking) and the error reply.
 type Reply interface {
-	DeliberationView | []DeliberationView | ServiceStatus | []ActiveJob | ErrorReply
+	DeliberationView | []DeliberationView | ServiceStatus | []ActiveJob | ErrorReply | Completed
 }
 
 // EncodeReply returns the JSON body of v (without a trailing newline). A

@@ -380,7 +380,7 @@ func TestOpenAPIIsEmbedded(t *testing.T) {
 		routes = append(routes, p)
 	}
 	slices.Sort(routes)
-	if want := []string{"/deliberations", "/deliberations/{id}", "/deliberations/{id}/events", "/deliberations/{id}/view", "/jobs", "/status"}; !slices.Equal(routes, want) {
+	if want := []string{"/deliberations", "/deliberations/{id}", "/deliberations/{id}/events", "/deliberations/{id}/ranking", "/deliberations/{id}/view", "/jobs", "/status"}; !slices.Equal(routes, want) {
 		t.Errorf("openapi.yaml paths = %v, want %v", routes, want)
 	}
 }

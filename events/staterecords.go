@@ -191,6 +191,17 @@ type resultV2 struct {
 	// PromptCache is council.PromptCache (added within v2: absent from
 	// older results, which decode with zero).
 	PromptCache *promptCacheV2 `json:"prompt_cache,omitempty"`
+	// Protocol, RoundsRun, Votes and Final are what the protocol decided
+	// (added within v2: absent from older results).
+	Protocol  string `json:"protocol,omitempty"`
+	RoundsRun int    `json:"rounds_run,omitempty"`
+	Votes     []Vote `json:"votes,omitempty"`
+	Final     *Final `json:"final,omitempty"`
+	// Aggregation, Agreement and Raters are council.Result's (added within
+	// v2: absent from older results, which decode as the mean, no agreement).
+	Aggregation string  `json:"aggregation,omitempty"`
+	Agreement   float64 `json:"agreement,omitempty"`
+	Raters      int     `json:"raters,omitempty"`
 }
 
 type promptCacheV2 struct {
@@ -208,6 +219,8 @@ type rankedV2 struct {
 	Scores    map[string]float64 `json:"scores,omitempty"`
 	Scored    bool               `json:"scored"`
 	Critiques []string           `json:"critiques,omitempty"`
+	// ScoreSpread is council.Ranked.ScoreSpread (added within v2).
+	ScoreSpread float64 `json:"score_spread,omitempty"`
 }
 
 type jobV2 struct {
@@ -254,6 +267,9 @@ type critiqueRecord struct {
 	DurationNS  int64              `json:"duration_ns"`
 	Attempt     int                `json:"attempt"`
 	StartedAt   time.Time          `json:"started_at,omitzero"`
+	// Confidence is council.Critique.Confidence (added within v2: absent
+	// from older records and when the reviewer stated none).
+	Confidence *float64 `json:"confidence,omitempty"`
 }
 
 // Encode returns the version-2 header of d and the records it names that
@@ -418,7 +434,7 @@ func (e *recordEncoder) ref(work string, v any) (string, error) {
 			ReviewerID: v.ReviewerID, AuthorID: v.AuthorID, Stage: v.Stage, Scores: v.Scores, Overall: v.Overall,
 			Strengths: v.Strengths, Issues: v.Issues, Suggestions: v.Suggestions,
 			Model: v.Model, Usage: usageOf(v.Usage), DurationNS: int64(v.Duration), Attempt: v.Attempt,
-			StartedAt: v.StartedAt.UTC(),
+			StartedAt: v.StartedAt.UTC(), Confidence: v.Confidence,
 		}
 	}
 	b, err := json.Marshal(body)
@@ -448,7 +464,8 @@ func sameRecord(a, b any) bool {
 			a.Overall == b.Overall && maps.Equal(a.Scores, b.Scores) && slices.Equal(a.Strengths, b.Strengths) &&
 			slices.Equal(a.Issues, b.Issues) && slices.Equal(a.Suggestions, b.Suggestions) &&
 			a.Model == b.Model && a.Usage == b.Usage && a.Duration == b.Duration && a.Attempt == b.Attempt &&
-			a.StartedAt.Equal(b.StartedAt)
+			a.StartedAt.Equal(b.StartedAt) && (a.Confidence == nil) == (b.Confidence == nil) &&
+			(a.Confidence == nil || *a.Confidence == *b.Confidence)
 	case council.Task:
 		return reflect.DeepEqual(a, b)
 	case []workV2:
@@ -670,6 +687,8 @@ func (e *recordEncoder) result(r council.Result) (*resultV2, error) {
 	out := &resultV2{
 		Winner: r.Winner, Ranking: make([]rankedV2, 0, len(r.Ranking)), Failures: failuresV2(r.Failures),
 		Usage: usageOf(r.Usage), DurationNS: int64(r.Duration), Stopped: r.Stopped,
+		Protocol: string(r.Protocol), RoundsRun: r.RoundsRun, Votes: votesOf(r.Votes), Final: finalOf(r.Final),
+		Aggregation: string(r.Aggregation), Agreement: r.Agreement, Raters: r.Raters,
 	}
 	if pc := r.PromptCache; pc != (council.PromptCache{}) {
 		out.PromptCache = &promptCacheV2{
@@ -682,7 +701,7 @@ func (e *recordEncoder) result(r council.Result) (*resultV2, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := rankedV2{Rank: rk.Rank, Proposal: p, Score: rk.Score, Scores: rk.Scores, Scored: rk.Scored}
+		v := rankedV2{Rank: rk.Rank, Proposal: p, Score: rk.Score, Scores: rk.Scores, Scored: rk.Scored, ScoreSpread: rk.ScoreSpread}
 		if v.Critiques, err = e.critiques(rk.Critiques); err != nil {
 			return nil, err
 		}
@@ -734,6 +753,9 @@ func workKey(w *council.Work) string {
 	if w.Kind == council.WorkCritique {
 		return "c." + strconv.Itoa(w.Stage) + "." + w.AuthorID + "." + w.AgentID
 	}
+	if council.IsJudgeKey(w.Key) {
+		return "j." + strconv.Itoa(w.Stage) + "." + w.AgentID
+	}
 	return "p." + strconv.Itoa(w.Stage) + "." + w.AgentID
 }
 
@@ -744,13 +766,13 @@ func parseWorkKey(key string) (council.Work, error) {
 		stage, err := strconv.Atoi(parts[1])
 		switch {
 		case err != nil || stage < 0:
-		case parts[0] == "p" && len(parts) == 3:
+		case (parts[0] == "p" || parts[0] == "j") && len(parts) == 3:
 			return council.Work{Key: key, Kind: council.WorkProposal, Stage: stage, AgentID: parts[2]}, nil
 		case parts[0] == "c" && len(parts) == 4:
 			return council.Work{Key: key, Kind: council.WorkCritique, Stage: stage, AuthorID: parts[2], AgentID: parts[3]}, nil
 		}
 	}
-	return council.Work{}, council.Invalidf("work key %q: want p.<stage>.<agent> or c.<stage>.<author>.<reviewer>", key)
+	return council.Work{}, council.Invalidf("work key %q: want p.<stage>.<agent>, j.<stage>.<judge> or c.<stage>.<author>.<reviewer>", key)
 }
 
 func failuresV2(fs []council.AgentFailure) []failureV2 {
@@ -968,7 +990,7 @@ func decodeRecord(key string, b []byte) (any, error) {
 			return nil, council.Invalidf("record %s: %v", key, err)
 		}
 		return seg.Work, nil
-	case strings.HasPrefix(key, "p."):
+	case strings.HasPrefix(key, "p."), council.IsJudgeKey(key):
 		var p proposalRecord
 		if err := dec.Decode(&p); err != nil {
 			return nil, council.Invalidf("record %s: %v", key, err)
@@ -987,10 +1009,10 @@ func decodeRecord(key string, b []byte) (any, error) {
 			ReviewerID: c.ReviewerID, AuthorID: c.AuthorID, Stage: c.Stage, Scores: c.Scores, Overall: c.Overall,
 			Strengths: c.Strengths, Issues: c.Issues, Suggestions: c.Suggestions,
 			Model: c.Model, Usage: c.Usage.usage(), Duration: time.Duration(c.DurationNS), Attempt: c.Attempt,
-			StartedAt: c.StartedAt,
+			StartedAt: c.StartedAt, Confidence: c.Confidence,
 		}, nil
 	}
-	return nil, council.Invalidf("record key %q: want task.…, seg.…, p.… or c.…", key)
+	return nil, council.Invalidf("record key %q: want task.…, seg.…, p.…, j.… or c.…", key)
 }
 
 // deliberation builds the domain value; get returns the record under a key.
@@ -1058,7 +1080,8 @@ func (h *headerV2) deliberation(get func(string) any) (*council.Deliberation, er
 	if r := h.Result; r != nil {
 		res := council.Result{
 			Winner: r.Winner, Failures: failuresOfV2(r.Failures), Usage: r.Usage.usage(), Duration: time.Duration(r.DurationNS),
-			Stopped: r.Stopped,
+			Protocol: council.Protocol(r.Protocol), RoundsRun: r.RoundsRun, Votes: domainVotes(r.Votes), Final: r.Final.final(),
+			Stopped: r.Stopped, Aggregation: council.Aggregation(r.Aggregation), Agreement: r.Agreement, Raters: r.Raters,
 		}
 		if pc := r.PromptCache; pc != nil {
 			res.PromptCache = council.PromptCache{
@@ -1071,7 +1094,8 @@ func (h *headerV2) deliberation(get func(string) any) (*council.Deliberation, er
 			if !ok {
 				return nil, council.Invalidf("proposal record %q missing", rk.Proposal)
 			}
-			v := council.Ranked{Rank: rk.Rank, Proposal: p, Score: rk.Score, Scores: maps.Clone(rk.Scores), Scored: rk.Scored}
+			v := council.Ranked{Rank: rk.Rank, Proposal: p, Score: rk.Score, Scores: maps.Clone(rk.Scores), Scored: rk.Scored,
+				ScoreSpread: rk.ScoreSpread}
 			if v.Scores == nil {
 				v.Scores = map[string]float64{}
 			}
@@ -1108,6 +1132,10 @@ func (h *headerV2) deliberation(get func(string) any) (*council.Deliberation, er
 func cloneCritique(c council.Critique) council.Critique {
 	c.Scores = maps.Clone(c.Scores)
 	c.Strengths, c.Issues, c.Suggestions = slices.Clone(c.Strengths), slices.Clone(c.Issues), slices.Clone(c.Suggestions)
+	if c.Confidence != nil {
+		v := *c.Confidence
+		c.Confidence = &v
+	}
 	return c
 }
 

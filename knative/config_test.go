@@ -75,6 +75,12 @@ func TestCouncilConfig(t *testing.T) {
 			}
 			return ""
 		},
+		"COUNCIL_NATS_SETUP": func(v string) string {
+			if v != "bind" {
+				return `want "bind": the council-setup Job sets the NATS topology up once, a cold start only binds to it`
+			}
+			return ""
+		},
 		"COUNCIL_LOG_LEVEL": func(v string) string {
 			if !slices.Contains([]string{"debug", "info", "warn", "error"}, v) {
 				return "want debug, info, warn or error"

@@ -16,9 +16,8 @@ import (
 	servingconfig "knative.dev/serving/pkg/apis/config"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 	autoscalerconfig "knative.dev/serving/pkg/autoscaler/config"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
+
+	"council.dev/knative/kustomized"
 )
 
 // Kustomization directories, relative to the module root.
@@ -34,40 +33,15 @@ const (
 func deployables() []string { return []string{dirBase, dirDev, dirProd} }
 
 // object is one rendered document.
-type object struct {
-	APIVersion, Kind, Namespace, Name string
-	YAML                              []byte
-}
-
-func (o object) String() string {
-	return fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.Name)
-}
+type object = kustomized.Object
 
 // render builds the kustomization in dir in-process, as `kustomize build
 // dir` would, and fails t when it does not build.
 func render(t *testing.T, dir string) []object {
 	t.Helper()
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	objs, err := kustomized.Render(dir)
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	var objs []object
-	for _, r := range m.Resources() {
-		y, err := r.AsYAML()
-		if err != nil {
-			t.Fatalf("kustomize build %s: %s %s: %v", dir, r.GetKind(), r.GetName(), err)
-		}
-		objs = append(objs, object{
-			APIVersion: r.GetApiVersion(),
-			Kind:       r.GetKind(),
-			Namespace:  r.GetNamespace(),
-			Name:       r.GetName(),
-			YAML:       y,
-		})
-	}
-	if len(objs) == 0 {
-		t.Fatalf("kustomize build %s: no resources", dir)
+		t.Fatal(err)
 	}
 	return objs
 }
@@ -88,55 +62,26 @@ type manifests struct {
 	networkPolicies []*networkingv1.NetworkPolicy
 }
 
-// decode decodes every object strictly (an unknown or duplicate field is an
-// error, as with kubectl's server-side field validation) into its Go type,
-// and fails t on an error or a kind this deployment does not use.
+// decode decodes every object strictly (kustomized.Decode) and fails t on
+// an error or a kind this deployment does not use.
 func decode(t *testing.T, objs []object) manifests {
 	t.Helper()
-	var m manifests
-	for _, o := range objs {
-		var err error
-		switch o.APIVersion + "/" + o.Kind {
-		case "serving.knative.dev/v1/Service":
-			m.services, err = decodeInto(o, m.services)
-		case "eventing.knative.dev/v1/Broker":
-			m.brokers, err = decodeInto(o, m.brokers)
-		case "eventing.knative.dev/v1/Trigger":
-			m.triggers, err = decodeInto(o, m.triggers)
-		case "sources.knative.dev/v1/PingSource":
-			m.pingSources, err = decodeInto(o, m.pingSources)
-		case "sources.knative.dev/v1/SinkBinding":
-			m.sinkBindings, err = decodeInto(o, m.sinkBindings)
-		case "v1/ConfigMap":
-			m.configMaps, err = decodeInto(o, m.configMaps)
-		case "v1/Namespace":
-			m.namespaces, err = decodeInto(o, m.namespaces)
-		case "v1/Secret":
-			m.secrets, err = decodeInto(o, m.secrets)
-		case "eventing.knative.dev/v1alpha1/EventPolicy":
-			m.eventPolicies, err = decodeInto(o, m.eventPolicies)
-		case "networking.k8s.io/v1/NetworkPolicy":
-			m.networkPolicies, err = decodeInto(o, m.networkPolicies)
-		default:
-			err = fmt.Errorf("unexpected kind %s %s", o.APIVersion, o.Kind)
-		}
-		if err != nil {
-			t.Errorf("%v: %v", o, err)
-		}
+	m, err := kustomized.Decode(objs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if t.Failed() {
-		t.FailNow()
+	return manifests{
+		services:        m.Services,
+		brokers:         m.Brokers,
+		triggers:        m.Triggers,
+		pingSources:     m.PingSources,
+		sinkBindings:    m.SinkBindings,
+		configMaps:      m.ConfigMaps,
+		namespaces:      m.Namespaces,
+		secrets:         m.Secrets,
+		eventPolicies:   m.EventPolicies,
+		networkPolicies: m.NetworkPolicies,
 	}
-	return m
-}
-
-// decodeInto strictly decodes o into a new T and appends it to list.
-func decodeInto[T any](o object, list []*T) ([]*T, error) {
-	v := new(T)
-	if err := yaml.UnmarshalStrict(o.YAML, v); err != nil {
-		return list, fmt.Errorf("strict decode: %w", err)
-	}
-	return append(list, v), nil
 }
 
 // knativeObject is what Knative's admission webhooks do to a resource:

@@ -18,7 +18,7 @@ import (
 
 // request loads the 3-agent, 1-round deliberation fixture with a fresh
 // event id and small completions (the local model is tiny and random).
-func request(t *testing.T, maxTokens int) event.Event {
+func request(t testing.TB, maxTokens int) event.Event {
 	t.Helper()
 	e, err := events.LoadFixture("deliberation.requested.v1/valid/deliberation.json")
 	if err != nil {
@@ -50,7 +50,7 @@ func startStack(t *testing.T, duplicate bool) *stack.Stack {
 	return s
 }
 
-func send(t *testing.T, s *stack.Stack, e event.Event) string {
+func send(t testing.TB, s *stack.Stack, e event.Event) string {
 	t.Helper()
 	data, err := json.Marshal(e)
 	if err != nil {
@@ -104,8 +104,10 @@ func checkCompleted(t *testing.T, c *events.Completed, taskID string) {
 		if r.Proposal.Usage.CompletionTokens == 0 {
 			t.Errorf("proposal of %s has no completion usage", r.Proposal.AgentID)
 		}
-		if !r.Scored || len(r.Critiques) != 1 {
-			t.Errorf("proposal of %s: scored=%v with %d critiques, want 1 scored critique", r.Proposal.AgentID, r.Scored, len(r.Critiques))
+		// The final review by all pairs: each of the 3 is reviewed by the
+		// other 2.
+		if !r.Scored || len(r.Critiques) != 2 {
+			t.Errorf("proposal of %s: scored=%v with %d critiques, want 2 (the final review by all pairs)", r.Proposal.AgentID, r.Scored, len(r.Critiques))
 		}
 		for _, cr := range r.Critiques {
 			if cr.AuthorID != r.Proposal.AgentID || cr.ReviewerID == cr.AuthorID {
@@ -123,6 +125,21 @@ func checkCompleted(t *testing.T, c *events.Completed, taskID string) {
 	}
 	if c.Winner != c.Ranking[0].Proposal.AgentID {
 		t.Errorf("winner = %q, want the top of the ranking %q", c.Winner, c.Ranking[0].Proposal.AgentID)
+	}
+	// An aggregation on a common scale (the mean unless asked), each
+	// proposal's spread of scores; an agreement when the reviewers'
+	// rankings have any spread (a tiny model may score everything alike:
+	// then none).
+	if a := council.Aggregation(c.Aggregation); !a.Valid() {
+		t.Errorf("aggregation %q, want mean, borda or confidence", c.Aggregation)
+	}
+	for _, r := range c.Ranking {
+		if r.ScoreSpread == nil || *r.ScoreSpread < 0 || *r.ScoreSpread > 1 {
+			t.Errorf("proposal of %s: score spread %v, want one in [0,1]", r.Proposal.AgentID, r.ScoreSpread)
+		}
+	}
+	if a := c.Agreement; a != nil && (*a < 0 || *a > 1) {
+		t.Errorf("agreement %v, want in [0,1]", *a)
 	}
 	if len(c.History) != 3 || len(c.Reviews) != 3 {
 		t.Errorf("history: %d proposals, %d critiques; want the 3 first proposals and their 3 critiques", len(c.History), len(c.Reviews))

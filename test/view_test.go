@@ -150,15 +150,15 @@ func TestDeliberationPageInChromium(t *testing.T) {
 	if rows != 3 || rankAgents != strings.Join(want, ",") {
 		t.Errorf("ranking rows %d (%s), want 3 (%s)", rows, rankAgents, strings.Join(want, ","))
 	}
-	// 3 proposals, 3 critiques, 3 revisions, 3 final critiques.
-	if timelineRows != 12 || lanes != 12 {
-		t.Errorf("timeline: %d rows, %d bars; want 12 LLM calls", timelineRows, lanes)
+	// 3 proposals, 3 critiques, 3 revisions, 6 final critiques (all pairs).
+	if timelineRows != 15 || lanes != 15 {
+		t.Errorf("timeline: %d rows, %d bars; want 15 LLM calls", timelineRows, lanes)
 	}
 	// Every call answered, each with the time its worker started it: a
 	// queue wait in ms or s, never "—".
 	waitShown := regexp.MustCompile(`^\d+(\.\d+)? m?s$`)
-	if len(queueWaits) != 12 {
-		t.Errorf("%d queue wait cells, want 12", len(queueWaits))
+	if len(queueWaits) != 15 {
+		t.Errorf("%d queue wait cells, want 15", len(queueWaits))
 	}
 	for i, w := range queueWaits {
 		if !waitShown.MatchString(w) {

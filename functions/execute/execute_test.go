@@ -243,8 +243,10 @@ func TestFullDeliberationWithFakeModel(t *testing.T) {
 	for _, typ := range em.Types() {
 		counts[typ]++
 	}
+	// 3 ring critiques of the first proposals, 6 of the final review by
+	// all pairs.
 	want := map[string]int{
-		events.TypeProposalRequested: 6, events.TypeCritiqueRequested: 6, events.TypeDeliberationCompleted: 1,
+		events.TypeProposalRequested: 6, events.TypeCritiqueRequested: 9, events.TypeDeliberationCompleted: 1,
 	}
 	if diff := cmp.Diff(want, counts); diff != "" {
 		t.Errorf("events sent (-want +got):\n%s", diff)

@@ -118,6 +118,11 @@ func TestQueriesAnswerWhatOpenAPISays(t *testing.T) {
 		{"deliberations of an unknown task", "/deliberations", "/deliberations?task_id=nope", healthy, http.StatusOK},
 		{"deliberations without task_id", "/deliberations", "/deliberations", healthy, http.StatusBadRequest},
 		{"deliberations of a task, store down", "/deliberations", "/deliberations?task_id=task-1", down, http.StatusServiceUnavailable},
+		{"ranking", "/deliberations/{id}/ranking", "/deliberations/dlb-done/ranking?aggregation=borda", healthy, http.StatusOK},
+		{"ranking of a running one", "/deliberations/{id}/ranking", "/deliberations/dlb-running/ranking", healthy, http.StatusConflict},
+		{"ranking, unknown aggregation", "/deliberations/{id}/ranking", "/deliberations/dlb-done/ranking?aggregation=median", healthy, http.StatusBadRequest},
+		{"ranking of an unknown one", "/deliberations/{id}/ranking", "/deliberations/dlb-unknown/ranking", healthy, http.StatusNotFound},
+		{"ranking, store down", "/deliberations/{id}/ranking", "/deliberations/dlb-x/ranking", down, http.StatusServiceUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()

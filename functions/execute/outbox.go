@@ -471,7 +471,7 @@ func (o *Outbox) envelope(d *council.Deliberation, key string) (council.Envelope
 		return events.NewFailed(o.source, d, now), 0, nil
 	case key == council.OutboxCancelled:
 		return events.NewCancelled(o.source, d, now), 0, nil
-	case strings.HasPrefix(key, "p."):
+	case strings.HasPrefix(key, "p."), council.IsJudgeKey(key):
 		r, err := d.ProposalRequest(key)
 		return events.NewProposalRequested(o.source, r, now), r.Attempt, err
 	case strings.HasPrefix(key, "c."):

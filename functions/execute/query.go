@@ -98,6 +98,7 @@ func (f *Function) Routes() map[string]http.Handler {
 		RouteJobs:           http.HandlerFunc(f.serveJobs),
 		RouteEvents:         http.HandlerFunc(f.serveEvents),
 		RouteView:           http.HandlerFunc(f.serveView),
+		RouteRanking:        http.HandlerFunc(f.serveRanking),
 	}
 }
 

@@ -77,9 +77,14 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 			}))
 		log.Info("backend ray enabled", "ray", cfg.RayAddress, "agent_dir", dir)
 		if cfg.RayPool > 0 {
-			pc := natsjs.PoolConfig{Replicas: cfg.NATS.Replicas, AckWait: cfg.RayPoolAckWait}
+			pc := cfg.PoolConfig()
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := natsjs.SetupPool(sctx, d.JS, pc)
+			var err error
+			if cfg.BindNATS() {
+				err = natsjs.BindPool(sctx, d.JS, pc)
+			} else {
+				_, err = natsjs.SetupPool(sctx, d.JS, pc)
+			}
 			cancel()
 			if err != nil {
 				return nil, fmt.Errorf("execute: %w", err)
@@ -101,7 +106,12 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if err := lp.Setup(sctx); err != nil {
+		if cfg.BindNATS() {
+			err = natsjs.BindStream(sctx, d.JS, legacy.DefaultStream, "legacy subjects")
+		} else {
+			err = lp.Setup(sctx)
+		}
+		if err != nil {
 			return nil, err
 		}
 		log.Info("legacy subjects enabled", "stream", legacy.DefaultStream)
@@ -113,8 +123,12 @@ func FromConfig(ctx context.Context, cfg host.Config, d Deps) (*Function, error)
 	}
 	// Once per state bucket (an upgrade from before the index): index the
 	// deliberations already running, or the sweep would never see them.
-	if err := store.EnsureIndexed(ctx); err != nil {
-		return nil, fmt.Errorf("execute: %w", err)
+	// A topology set up once (bind) was indexed by its setup
+	// (host.SetupNATS): a start then skips the read.
+	if !cfg.BindNATS() {
+		if err := store.EnsureIndexed(ctx); err != nil {
+			return nil, fmt.Errorf("execute: %w", err)
+		}
 	}
 	// GET /deliberations/{id}/events: the state bucket and the token
 	// stream, on every transport.

@@ -16,7 +16,8 @@ import (
 // adds.
 
 // BenchmarkDeliberation3Agents1Round applies every result of a 3-agent,
-// 1-round deliberation (6 proposals, 6 critiques) to a new aggregate, from
+// 1-round deliberation (6 proposals, 9 critiques: the final review by all
+// pairs) to a new aggregate, from
 // New to completed and ranked, as execute does over a whole run, without
 // the store and the codec.
 func BenchmarkDeliberation3Agents1Round(b *testing.B) {
@@ -35,7 +36,7 @@ func BenchmarkDeliberation3Agents1Round(b *testing.B) {
 	}
 }
 
-// BenchmarkDeliberation3Agents1RoundBaseline only builds the 12 results
+// BenchmarkDeliberation3Agents1RoundBaseline only builds the 15 results
 // BenchmarkDeliberation3Agents1Round applies.
 func BenchmarkDeliberation3Agents1RoundBaseline(b *testing.B) {
 	d, err := council.New("dlb-bench", counciltest.Task(), t0)

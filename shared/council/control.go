@@ -196,7 +196,7 @@ func (d *Deliberation) workPrompt(w *Work) int {
 // critiquePrompts estimates the prompts of the critiques of the current
 // stage's proposals of alive (assignCritiques).
 func (d *Deliberation) critiquePrompts(alive []Agent) int {
-	k := min(d.Task.Constraints.Peers, len(alive)-1)
+	k := d.reviewersPerProposal(d.Stage, len(alive))
 	n := 0
 	for i, author := range alive {
 		p := d.Proposals[ProposalKey(d.Stage, author.ID)]
@@ -220,7 +220,7 @@ func (d *Deliberation) roundPrompts(alive []Agent, feedback string) int {
 		}
 		n += EstimateTokens(ProposalMessages(r))
 	}
-	k := min(d.Task.Constraints.Peers, len(alive)-1)
+	k := d.reviewersPerProposal(d.Stage+1, len(alive))
 	for _, reviewer := range alive {
 		if k < 1 {
 			break
@@ -234,6 +234,9 @@ func (d *Deliberation) roundPrompts(alive []Agent, feedback string) int {
 // finish ends the rounds: the review gate when the task asks for one,
 // completed otherwise; stopped is Result.Stopped.
 func (d *Deliberation) finish(now time.Time, stopped string) {
+	if d.startJudge(now, stopped) {
+		return
+	}
 	if d.Task.Constraints.Review != ReviewBeforeFinal {
 		d.complete(now, stopped)
 		return
@@ -277,7 +280,7 @@ func (d *Deliberation) Decide(r ReviewDecision, now time.Time) (bool, error) {
 		d.fail(ReasonReviewRejected+": "+strings.TrimSpace(r.Reason), now)
 	default:
 		alive := d.survivors(d.Stage)
-		n := len(alive) + d.critiqueCount(alive)
+		n := d.roundCalls(alive)
 		if ok, why := d.affords(n, d.roundPrompts(alive, r.Feedback)); !ok {
 			d.fail(ReasonBudgetExceeded+": the feedback round "+why, now)
 			return true, nil

@@ -74,10 +74,22 @@ func TestMaxCallsCompletesWithTheLastCritiquedStage(t *testing.T) {
 }
 
 func TestMaxCallsEnoughRunsEveryRound(t *testing.T) {
-	d := newDeliberation(t, controlTask(func(c *council.Constraints) { c.MaxCalls = 12 }))
+	// 3 agents: stage 0 is 3 proposals + 3 ring critiques; stage 1 is 3
+	// revisions + 6 critiques (the final review by all pairs) = 15 calls.
+	d := newDeliberation(t, controlTask(func(c *council.Constraints) { c.MaxCalls = 15 }))
 	run(t, d, at(1))
-	if d.Status != council.StatusCompleted || d.Result.Stopped != "" || d.Stage != 1 || d.Calls != 12 {
-		t.Fatalf("%s stopped %q stage %d calls %d; want completed at stage 1 after 12 calls", d.Status, d.Result.Stopped, d.Stage, d.Calls)
+	if d.Status != council.StatusCompleted || d.Result == nil || d.Result.Stopped != "" || d.Stage != 1 || d.Calls != 15 {
+		t.Fatalf("%s (%s) stage %d calls %d; want completed at stage 1 after 15 calls", d.Status, d.Reason, d.Stage, d.Calls)
+	}
+}
+
+func TestMaxCallsShortOfTheFinalReviewByAllPairs(t *testing.T) {
+	// 14 calls pay for the ring's final review (12) but not for all pairs
+	// (15): the rounds stop at stage 0.
+	d := newDeliberation(t, controlTask(func(c *council.Constraints) { c.MaxCalls = 14 }))
+	run(t, d, at(1))
+	if d.Status != council.StatusCompleted || d.Result.Stopped != council.ReasonBudgetExceeded || d.Stage != 0 {
+		t.Fatalf("%s (%s) stage %d; want completed, budget_exceeded, at stage 0", d.Status, d.Reason, d.Stage)
 	}
 }
 

@@ -104,10 +104,14 @@ type Critique struct {
 	Strengths   []string
 	Issues      []string
 	Suggestions []string
-	Model       string
-	Usage       Usage
-	Duration    time.Duration
-	Attempt     int
+	// Confidence is how sure the reviewer says it is of its scores, in
+	// [0,1]; nil when it said nothing (a critique from before the field).
+	// AggregationConfidence weighs the critique by it.
+	Confidence *float64
+	Model      string
+	Usage      Usage
+	Duration   time.Duration
+	Attempt    int
 	// StartedAt is when the worker started the LLM call (zero when not known).
 	StartedAt time.Time
 }
@@ -127,6 +131,9 @@ type Ranked struct {
 	Scores    map[string]float64
 	Scored    bool
 	Critiques []Critique
+	// ScoreSpread is the highest overall score of Critiques less the
+	// lowest: how far its reviewers disagree about this proposal.
+	ScoreSpread float64
 }
 
 // Result is the outcome of a completed deliberation.
@@ -146,6 +153,24 @@ type Result struct {
 	// PromptCache measures the prefix cache on the deliberation's calls
 	// (set at completion; zero in the candidates of the review gate).
 	PromptCache PromptCache
+	// Protocol is the protocol that ran (set at completion).
+	Protocol Protocol
+	// RoundsRun is how many rounds ran after the first answers (the final
+	// stage): constraints.rounds, fewer when stop_when_stable or a budget
+	// ended them early, 0 for vote and judge.
+	RoundsRun int
+	// Votes is the tally of the final answers (protocols vote and debate).
+	Votes []Vote
+	// Final is the judge's answer (protocol judge, or synthesize); nil
+	// when there is none.
+	Final *Final
+	// Aggregation is how the ranking's scores were made from the critiques.
+	Aggregation Aggregation
+	// Agreement is Kendall's W of the final review (KendallW), meaningful
+	// when Raters ≥ 2: the number of complete rankings it measures (0 when
+	// there is none to measure, e.g. the ring review).
+	Agreement float64
+	Raters    int
 }
 
 // Outbox keys of the terminal events.
@@ -613,6 +638,12 @@ func (d *Deliberation) advance(now time.Time) {
 			d.fail("all agents failed: "+d.failureSummary(), now)
 			return
 		}
+		switch d.advanceProtocol(alive, now) {
+		case stepStop:
+			return
+		case stepContinue:
+			continue
+		}
 		switch {
 		case d.Phase == PhaseAwaitingReview:
 			return
@@ -628,7 +659,7 @@ func (d *Deliberation) advance(now time.Time) {
 			d.assignCritiques(alive, now)
 			d.Phase = PhaseCritiquing
 		case d.Stage < d.Task.Constraints.Rounds:
-			if ok, _ := d.affords(len(alive)+d.critiqueCount(alive), d.roundPrompts(alive, "")); !ok {
+			if ok, _ := d.affords(d.roundCalls(alive), d.roundPrompts(alive, "")); !ok {
 				// The next round could not be critiqued: rank this one.
 				d.finish(now, ReasonBudgetExceeded)
 				return
@@ -644,7 +675,7 @@ func (d *Deliberation) advance(now time.Time) {
 // assignCritiques gives each proposal of the stage to the next k agents in
 // ring order.
 func (d *Deliberation) assignCritiques(alive []Agent, now time.Time) {
-	k := min(d.Task.Constraints.Peers, len(alive)-1)
+	k := d.reviewersPerProposal(d.Stage, len(alive))
 	for i, author := range alive {
 		for j := 1; j <= k; j++ {
 			reviewer := alive[(i+j)%len(alive)]
@@ -678,10 +709,7 @@ func (d *Deliberation) revise(alive []Agent, now time.Time) {
 
 // critiqueCount is how many critiques a stage of alive agents asks for.
 func (d *Deliberation) critiqueCount(alive []Agent) int {
-	if d.Task.Kind.SinglePass() || len(alive) < 2 {
-		return 0
-	}
-	return len(alive) * min(d.Task.Constraints.Peers, len(alive)-1)
+	return len(alive) * d.reviewersPerProposal(d.Stage, len(alive))
 }
 
 // complete ranks the final proposals and ends the deliberation; stopped
@@ -689,6 +717,7 @@ func (d *Deliberation) critiqueCount(alive []Agent) int {
 func (d *Deliberation) complete(now time.Time, stopped string) {
 	r := d.Ranking(now)
 	r.Stopped = stopped
+	d.protocolResult(&r)
 	r.PromptCache = d.promptCache(r.Usage)
 	d.Result = &r
 	d.Status, d.Phase, d.FinishedAt = StatusCompleted, PhaseDone, now
@@ -704,33 +733,10 @@ func (d *Deliberation) Ranking(now time.Time) Result {
 	final := d.Stage
 	for _, a := range d.survivors(final) {
 		p := d.Proposals[ProposalKey(final, a.ID)]
-		rk := Ranked{Proposal: p, Scores: map[string]float64{}}
-		rk.Critiques = d.critiquesOf(final, a.ID)
-		if n := len(rk.Critiques); n > 0 {
-			rk.Scored = true
-			for _, c := range rk.Critiques {
-				rk.Score += c.Overall / float64(n)
-				for name, v := range c.Scores {
-					rk.Scores[name] += v / float64(n)
-				}
-			}
-		}
-		r.Ranking = append(r.Ranking, rk)
+		r.Ranking = append(r.Ranking, Ranked{Proposal: p, Critiques: d.critiquesOf(final, a.ID)})
 	}
-	// Stable: ties keep the task's agent order; unscored proposals go last.
-	sort.SliceStable(r.Ranking, func(i, j int) bool {
-		a, b := r.Ranking[i], r.Ranking[j]
-		if a.Scored != b.Scored {
-			return a.Scored
-		}
-		return a.Score > b.Score
-	})
-	for i := range r.Ranking {
-		r.Ranking[i].Rank = i + 1
-	}
-	if len(r.Ranking) > 0 {
-		r.Winner = r.Ranking[0].Proposal.AgentID
-	}
+	// In task order: ties keep it (rank sorts stably).
+	r.rank(d.aggregation())
 	for _, k := range sortedKeys(d.Proposals) {
 		if p := d.Proposals[k]; p.Stage < final || d.Failed(p.AgentID) {
 			r.History = append(r.History, p)
@@ -775,6 +781,11 @@ func (c Critique) validate(rubric []string) error {
 	}
 	if err := check("overall", c.Overall); err != nil {
 		return err
+	}
+	if c.Confidence != nil {
+		if err := check("confidence", *c.Confidence); err != nil {
+			return err
+		}
 	}
 	for _, name := range rubric {
 		v, ok := c.Scores[name]
@@ -837,6 +848,11 @@ func (d *Deliberation) Clone() *Deliberation {
 			r.Reviews = nil
 		}
 		r.Failures = slices.Clone(d.Result.Failures)
+		r.Votes = cloneVotes(d.Result.Votes)
+		if d.Result.Final != nil {
+			f := *d.Result.Final
+			r.Final = &f
+		}
 		c.Result = &r
 	}
 	if d.Job != nil {
@@ -853,6 +869,10 @@ func (d *Deliberation) Clone() *Deliberation {
 
 func (c Critique) clone() Critique {
 	c.Scores = maps.Clone(c.Scores)
+	if c.Confidence != nil {
+		v := *c.Confidence
+		c.Confidence = &v
+	}
 	c.Strengths, c.Issues, c.Suggestions = slices.Clone(c.Strengths), slices.Clone(c.Issues), slices.Clone(c.Suggestions)
 	return c
 }

@@ -254,7 +254,11 @@ func TestDeliberationID(t *testing.T) {
 }
 
 func TestFullFlowRing(t *testing.T) {
-	d := newDeliberation(t, counciltest.Task())
+	// The ring all along, the final review included (final_review peers;
+	// TestFinalReviewByAllPairs has the default).
+	task := counciltest.Task()
+	task.Constraints.FinalReview = council.FinalReviewPeers
+	d := newDeliberation(t, task)
 
 	// Stage 0: every agent proposes.
 	if diff := cmp.Diff([]string{"p.0." + archi, "p.0." + qa, "p.0." + devops}, send(d)); diff != "" {
@@ -437,6 +441,7 @@ func TestFlows(t *testing.T) {
 				qa + ">" + devops + "@0", archi + ">" + qa + "@0", devops + ">" + qa + "@0"},
 		},
 		{
+			// The ring reviews stages 0 and 1; all pairs review the final stage.
 			name:   "rounds 2: two revisions, history keeps stages 0 and 1",
 			mutate: func(t *council.Task) { t.Constraints.Rounds = 2 },
 			plan:   plan{score: byAuthor(map[string]float64{devops: 0.8})},
@@ -446,14 +451,15 @@ func TestFlows(t *testing.T) {
 				{"p.1." + archi, "p.1." + qa, "p.1." + devops},
 				{"c.1." + archi + "." + qa, "c.1." + qa + "." + devops, "c.1." + devops + "." + archi},
 				{"p.2." + archi, "p.2." + qa, "p.2." + devops},
-				{"c.2." + archi + "." + qa, "c.2." + qa + "." + devops, "c.2." + devops + "." + archi},
+				{"c.2." + archi + "." + qa, "c.2." + archi + "." + devops, "c.2." + qa + "." + devops, "c.2." + qa + "." + archi,
+					"c.2." + devops + "." + archi, "c.2." + devops + "." + qa},
 				{"completed"},
 			},
 			status: council.StatusCompleted,
 			ranks: []rank{
-				{Rank: 1, Agent: devops, Stage: 2, Score: 0.8, Scored: true, Reviewers: []string{archi}},
-				{Rank: 2, Agent: archi, Stage: 2, Score: 0.5, Scored: true, Reviewers: []string{qa}},
-				{Rank: 3, Agent: qa, Stage: 2, Score: 0.5, Scored: true, Reviewers: []string{devops}},
+				{Rank: 1, Agent: devops, Stage: 2, Score: 0.8, Scored: true, Reviewers: []string{archi, qa}},
+				{Rank: 2, Agent: archi, Stage: 2, Score: 0.5, Scored: true, Reviewers: []string{devops, qa}},
+				{Rank: 3, Agent: qa, Stage: 2, Score: 0.5, Scored: true, Reviewers: []string{archi, devops}},
 			},
 			winner:  devops,
 			history: []string{archi + "@0", devops + "@0", qa + "@0", archi + "@1", devops + "@1", qa + "@1"},
@@ -481,8 +487,9 @@ func TestFlows(t *testing.T) {
 			failures: []council.AgentFailure{{AgentID: qa, Stage: 0, Reason: "proposal p.0." + qa + " failed after 1 attempt(s): model crashed"}},
 		},
 		{
-			name: "a reviewer fails in the final review: it leaves the ranking, its victim goes last unscored",
-			plan: plan{fail: func(w council.Work) bool { return w.Key == council.CritiqueKey(1, archi, qa) }},
+			name:   "a reviewer fails in the final review: it leaves the ranking, its victim goes last unscored",
+			mutate: func(t *council.Task) { t.Constraints.FinalReview = council.FinalReviewPeers },
+			plan:   plan{fail: func(w council.Work) bool { return w.Key == council.CritiqueKey(1, archi, qa) }},
 			waves: [][]string{
 				{"p.0." + archi, "p.0." + qa, "p.0." + devops},
 				{"c.0." + archi + "." + qa, "c.0." + qa + "." + devops, "c.0." + devops + "." + archi},

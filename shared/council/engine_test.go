@@ -66,11 +66,11 @@ func TestEngineRunCompletes(t *testing.T) {
 	if r.Winner != archi {
 		t.Errorf("winner = %s, want %s (all tie: task order)", r.Winner, archi)
 	}
-	if n := len(llm.Requests()); n != 12 {
-		t.Errorf("%d LLM calls, want 12 (3 proposals, 3 critiques, 3 revisions, 3 critiques)", n)
+	if n := len(llm.Requests()); n != 15 {
+		t.Errorf("%d LLM calls, want 15 (3 proposals, 3 ring critiques, 3 revisions, 6 critiques of the final review by all pairs)", n)
 	}
-	if got := int(changes.Load()); got != 12 {
-		t.Errorf("OnChange called %d times, want once per result (12)", got)
+	if got := int(changes.Load()); got != 15 {
+		t.Errorf("OnChange called %d times, want once per result (15)", got)
 	}
 	finals := 0
 	for _, c := range sink.Chunks() {
@@ -81,8 +81,8 @@ func TestEngineRunCompletes(t *testing.T) {
 	if finals != 6 {
 		t.Errorf("%d final token chunks, want one per proposal (6)", finals)
 	}
-	if diff := r.Usage; diff.TotalTokens != 12*15 {
-		t.Errorf("usage = %+v, want 12 calls of 15 tokens", r.Usage)
+	if diff := r.Usage; diff.TotalTokens != 15*15 {
+		t.Errorf("usage = %+v, want 15 calls of 15 tokens", r.Usage)
 	}
 	// Each answer says when its call started: after its work was requested.
 	for k, p := range d.Proposals {

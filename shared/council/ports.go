@@ -47,8 +47,10 @@ type CompletionRequest struct {
 	// Fallbacks are the models to ask, in order, when Model fails with a
 	// retryable server error or times out (Agent.FallbackModels); the
 	// Completion's Model says which one answered.
-	Fallbacks   []string
-	Messages    []Message
+	Fallbacks []string
+	Messages  []Message
+	// Temperature is the sampling temperature; 0 asks for greedy decoding
+	// (an adapter sends it, never leaves it to the server's default).
 	Temperature float64
 	MaxTokens   int
 	// Seed makes sampling reproducible where the server supports it; nil means unset.

@@ -30,6 +30,12 @@ type ProposalRequest struct {
 	// Feedback is the human reviewer's feedback this revision addresses
 	// (a round the review gate asked for); empty otherwise.
 	Feedback string
+	// Mode is the prompt the protocol asks for (zero: critique_revise).
+	Mode ProposalMode
+	// Candidates are the answers the call reads, anonymized and shuffled
+	// for its agent: the other agents' latest answers (ModeDebate), or
+	// every agent's answer (ModeSynthesize).
+	Candidates []Candidate
 }
 
 // CritiqueRequest asks a reviewer for a structured critique of a peer's proposal.
@@ -62,6 +68,7 @@ func (d *Deliberation) ProposalRequest(key string) (ProposalRequest, error) {
 		r.Critiques = d.critiquesOf(w.Stage-1, a.ID)
 		r.Feedback = d.FeedbackFor(w.Stage)
 	}
+	d.protocolRequest(&r, w)
 	return r, nil
 }
 
@@ -131,6 +138,13 @@ func proposalUser(r ProposalRequest) string {
 	}
 	rolePrompt(&u, r.Agent)
 	switch {
+	case r.Mode == ModeSynthesize:
+		judgeUser(&u, r)
+	case r.Mode == ModeDebate:
+		debateUser(&u, r)
+	case r.Mode == ModeAnswer:
+		u.WriteString("Answer the task on your own.\n" + answerInstruction)
+		writeFeedback(&u, r.Feedback)
 	case r.Task.Kind.SinglePass():
 		u.WriteString("Answer with JSON that matches the requested schema, and nothing else.\n")
 	case r.Previous == nil:
@@ -146,9 +160,7 @@ func proposalUser(r ProposalRequest) string {
 			writeList(&u, "Issues", c.Issues)
 			writeList(&u, "Suggestions", c.Suggestions)
 		}
-		if r.Feedback != "" {
-			fmt.Fprintf(&u, "\nA human reviewer read the ranked proposals and asks every revision to address this feedback:\n%s\n", r.Feedback)
-		}
+		writeFeedback(&u, r.Feedback)
 	}
 	return u.String()
 }
@@ -163,9 +175,10 @@ func critiqueUser(r CritiqueRequest) string {
 	var u strings.Builder
 	u.Grow(512 + len(r.Proposal.Content))
 	rolePrompt(&u, r.Reviewer)
-	fmt.Fprintf(&u, "Review the proposal of your peer %s. Score each criterion (%s) and the proposal overall "+
+	// The author is not named: a reviewer judges the text, not who wrote it.
+	fmt.Fprintf(&u, "Review the proposal below, written by another member of the council. Score each criterion (%s) and the proposal overall "+
 		"from 0 (unusable) to 10 (excellent); name strengths, issues and actionable suggestions. Answer with JSON only.\n\n",
-		r.Proposal.AgentID, strings.Join(r.Task.Constraints.Rubric, ", "))
+		strings.Join(r.Task.Constraints.Rubric, ", "))
 	fmt.Fprintf(&u, "Proposal:\n%s\n", r.Proposal.Content)
 	return u.String()
 }
@@ -196,7 +209,8 @@ const (
 
 // CritiqueSchema returns the JSON Schema a critique must follow for rubric:
 // integer scores 0..10 per criterion and overall (normalised to [0,1] by
-// ParseCritique), bounded lists of strengths, issues and suggestions.
+// ParseCritique), bounded lists of strengths, issues and suggestions, and
+// the reviewer's confidence in its scores (0..10, also normalised).
 func CritiqueSchema(rubric []string) JSONSchema {
 	levels := make([]int, scoreScale+1)
 	for i := range levels {
@@ -214,8 +228,11 @@ func CritiqueSchema(rubric []string) JSONSchema {
 		"properties": map[string]any{
 			"scores":  map[string]any{"type": "object", "properties": props, "required": rubric, "additionalProperties": false},
 			"overall": score, "strengths": list, "issues": list, "suggestions": list,
+			// How sure the reviewer is of its scores, 0..10 like a score:
+			// aggregation confidence weighs the critique by it.
+			"confidence": score,
 		},
-		"required":             []string{"scores", "overall", "strengths", "issues", "suggestions"},
+		"required":             []string{"scores", "overall", "strengths", "issues", "suggestions", "confidence"},
 		"additionalProperties": false,
 	}
 	b, _ := json.Marshal(schema) // maps of strings, ints and slices always marshal
@@ -228,6 +245,9 @@ type critiqueOutput struct {
 	Strengths   []string               `json:"strengths"`
 	Issues      []string               `json:"issues"`
 	Suggestions []string               `json:"suggestions"`
+	// Confidence is optional on read: a model or a recorded reply from
+	// before it may leave it out.
+	Confidence *json.Number `json:"confidence"`
 }
 
 // ParseCritique parses model output that should follow CritiqueSchema. It
@@ -253,6 +273,13 @@ func ParseCritique(content string, rubric []string) (Critique, error) {
 	var err error
 	if c.Overall, err = norm("overall", *out.Overall); err != nil {
 		return Critique{}, err
+	}
+	if out.Confidence != nil {
+		v, err := norm("confidence", *out.Confidence)
+		if err != nil {
+			return Critique{}, err
+		}
+		c.Confidence = &v
 	}
 	for _, name := range rubric {
 		n, ok := out.Scores[name]

@@ -148,7 +148,7 @@ func TestCritiqueMessages(t *testing.T) {
 	if !strings.Contains(ms[0].Content, "Task task-1:") {
 		t.Errorf("system prompt %q does not hold the task", ms[0].Content)
 	}
-	for _, w := range []string{"You are " + devops + ". Your role is DEVOPS", "deployment, CI/CD", "Review the proposal of your peer " + qa,
+	for _, w := range []string{"You are " + devops + ". Your role is DEVOPS", "deployment, CI/CD", "Review the proposal below, written by another member of the council",
 		"(correctness, completeness, clarity, feasibility)", "from 0 (unusable) to 10 (excellent)", "Proposal:\nPROPOSAL-UNDER-REVIEW"} {
 		if !strings.Contains(ms[1].Content, w) {
 			t.Errorf("user prompt %q does not contain %q", ms[1].Content, w)
@@ -194,7 +194,7 @@ func TestCritiqueSchema(t *testing.T) {
 	if doc.Type != "object" || doc.Additional == nil || *doc.Additional {
 		t.Errorf("schema type %q additionalProperties %v; want a closed object", doc.Type, doc.Additional)
 	}
-	if diff := cmp.Diff([]string{"scores", "overall", "strengths", "issues", "suggestions"}, doc.Required); diff != "" {
+	if diff := cmp.Diff([]string{"scores", "overall", "strengths", "issues", "suggestions", "confidence"}, doc.Required); diff != "" {
 		t.Errorf("required (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(rubric, doc.Properties.Scores.Required); diff != "" {
@@ -242,6 +242,12 @@ func TestParseCritique(t *testing.T) {
 	if diff := cmp.Diff(want, got, approx); diff != "" {
 		t.Errorf("ParseCritique (-want +got):\n%s", diff)
 	}
+	// The schema asks for a confidence; a reply without one still parses
+	// (nil: no weight of its own), one with one is normalised like a score.
+	sure, err := council.ParseCritique(`{"scores":{"correctness":7,"clarity":10},"overall":8,"confidence":9}`, rubric)
+	if err != nil || sure.Confidence == nil || *sure.Confidence != 0.9 || got.Confidence != nil {
+		t.Errorf("ParseCritique(confidence 9) = %+v, %v; want confidence 0.9 (and none without it: %v)", sure, err, got.Confidence)
+	}
 	zero, err := council.ParseCritique(`{"scores":{"correctness":0,"clarity":0,"extra":3},"overall":0}`, rubric)
 	if err != nil || zero.Overall != 0 || len(zero.Scores) != 2 {
 		t.Errorf("ParseCritique(all zero, extra criterion) = %+v, %v; want overall 0 and only the rubric's scores", zero, err)
@@ -258,6 +264,7 @@ func TestParseCritique(t *testing.T) {
 		{"criterion above 10", `{"scores":{"correctness":11,"clarity":7},"overall":7}`, `score correctness="11" is not a number in [0,10]`},
 		{"negative criterion", `{"scores":{"correctness":7,"clarity":-1},"overall":7}`, `score clarity="-1"`},
 		{"overall above 10", `{"scores":{"correctness":7,"clarity":7},"overall":70}`, `score overall="70"`},
+		{"confidence above 10", `{"scores":{"correctness":7,"clarity":7},"overall":7,"confidence":11}`, `score confidence="11"`},
 		{"overall overflows", `{"scores":{"correctness":7,"clarity":7},"overall":1e400}`, `score overall="1e400"`},
 		{"scores not an object", `{"scores":[7,7],"overall":7}`, "critique is not valid JSON"},
 	}

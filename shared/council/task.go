@@ -91,6 +91,23 @@ type Constraints struct {
 	MaxTotalTokens int
 	// Review asks for a human gate (ReviewBeforeFinal); empty means none.
 	Review ReviewMode
+	// Protocol is how the agents work together (ProtocolCritiqueRevise,
+	// the default, when empty).
+	Protocol Protocol
+	// Judge is the agent that writes the final answer (protocol judge,
+	// Synthesize); it must be one of the agents.
+	Judge string
+	// Synthesize appends the judge stage to any protocol.
+	Synthesize bool
+	// StopWhenStable ends the rounds early when the ranking (critique_revise)
+	// or the voted answer (debate) is the same two rounds in a row.
+	StopWhenStable bool
+	// Aggregation scores the final proposals from their critiques
+	// (AggregationMean by default).
+	Aggregation Aggregation
+	// FinalReview says who reviews the final proposals: FinalReviewAll by
+	// default up to MaxAllPairsAgents agents, FinalReviewPeers above.
+	FinalReview FinalReview
 	// Metadata is the caller's opaque key/value context (task_type, ceremony_id, …).
 	// It is carried through to results; it is never written into a prompt.
 	Metadata map[string]string
@@ -184,6 +201,18 @@ func (t Task) WithDefaults() Task {
 	}
 	if t.Backend == "" {
 		t.Backend = BackendFunctions
+	}
+	if c.Protocol == "" {
+		c.Protocol = ProtocolCritiqueRevise
+	}
+	if c.Aggregation == "" {
+		c.Aggregation = AggregationMean
+	}
+	if c.FinalReview == "" {
+		c.FinalReview = FinalReviewAll
+		if len(t.Agents) > MaxAllPairsAgents {
+			c.FinalReview = FinalReviewPeers
+		}
 	}
 	if t.Kind.SinglePass() {
 		c.Rounds = 0
@@ -292,6 +321,8 @@ func (t Task) Validate() error {
 			size>>10, MaxResultBytes>>10)
 	}
 	t.validateControl(add)
+	t.validateProtocol(add)
+	t.validateAggregation(add)
 	for i, r := range c.Rubric {
 		if !criterionPattern.MatchString(r) {
 			add("rubric[%d] %q must be a lower_snake_case name", i, r)
@@ -313,15 +344,26 @@ func (t Task) resultSize() int {
 	if t.Kind.SinglePass() {
 		return agents * c.MaxTokens * bytesPerToken
 	}
-	return agents*stages*c.MaxTokens*bytesPerToken + agents*c.Peers*stages*critiqueBytes
+	critiques := agents * c.Peers * stages
+	if c.FinalReview == FinalReviewAll && agents > 1 {
+		// The final stage is reviewed by all pairs.
+		critiques += agents * (agents - 1 - min(c.Peers, agents-1))
+	}
+	return agents*stages*c.MaxTokens*bytesPerToken + critiques*critiqueBytes
 }
 
 // For returns t as one call of agent a needs it: with a as its only
 // agent. A work event carries the task to the function that makes the
 // call; the other agents are of no use there, and with a large council
 // they would be most of every event (81 agents: 81 × 81 agents per stage).
+//
+// The settings of the whole council go too — protocol, judge, synthesize,
+// stop_when_stable: the deliberation applies them, and the request says
+// what the call needs (ProposalRequest.Mode and Candidates).
 func (t Task) For(a Agent) Task {
 	t.Agents = []Agent{a}
+	c := &t.Constraints
+	c.Protocol, c.Judge, c.Synthesize, c.StopWhenStable = ProtocolCritiqueRevise, "", false, false
 	return t
 }
 

@@ -97,6 +97,13 @@ func TestTaskValidateRejects(t *testing.T) {
 		{"rubric with capitals", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rubric = []string{"correctness", "Clarity"} }, []string{`rubric[1] "Clarity" must be a lower_snake_case name`}},
 		{"rubric with spaces", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rubric = []string{"test coverage"} }, []string{`rubric[0] "test coverage"`}},
 		{"rubric too long", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rubric = []string{strings.Repeat("a", 41)} }, []string{"rubric[0]"}},
+		{"unknown aggregation", council.KindDeliberation, func(t *council.Task) { t.Constraints.Aggregation = "median" },
+			[]string{`aggregation "median" is unknown (want mean, borda or confidence)`}},
+		{"unknown final review", council.KindDeliberation, func(t *council.Task) { t.Constraints.FinalReview = "some" },
+			[]string{`final_review "some" is unknown (want all or peers)`}},
+		{"final review by all pairs of too many agents", council.KindDeliberation, func(t *council.Task) {
+			t.Agents, t.Constraints.MaxTokens, t.Constraints.FinalReview = agents(council.MaxAllPairsAgents+1), 256, council.FinalReviewAll
+		}, []string{"final_review all with 17 agents would ask 272 critiques: at most 16 agents review all pairs; use final_review peers"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +137,15 @@ func TestTaskValidateAccepts(t *testing.T) {
 		{"peers = other agents", council.KindDeliberation, func(t *council.Task) { t.Constraints.Peers = 2 }},
 		{"max rounds", council.KindDeliberation, func(t *council.Task) { t.Constraints.Rounds = council.MaxRounds }},
 		{"max agents", council.KindDeliberation, func(t *council.Task) {
-			t.Agents, t.Constraints.MaxTokens = agents(council.MaxAgents), 256
+			// Above MaxAllPairsAgents the final review defaults to peers.
+			t.Agents, t.Constraints.MaxTokens, t.Constraints.FinalReview = agents(council.MaxAgents), 256, council.FinalReviewPeers
+		}},
+		{"final review by all pairs of the most agents", council.KindDeliberation, func(t *council.Task) {
+			t.Agents = agents(council.MaxAllPairsAgents)
+		}},
+		{"borda", council.KindDeliberation, func(t *council.Task) { t.Constraints.Aggregation = council.AggregationBorda }},
+		{"confidence over the ring", council.KindDeliberation, func(t *council.Task) {
+			t.Constraints.Aggregation, t.Constraints.FinalReview = council.AggregationConfidence, council.FinalReviewPeers
 		}},
 		{"max timeout", council.KindDeliberation, func(t *council.Task) { t.Constraints.Timeout = council.MaxTimeout }},
 		{"ray backend", council.KindDeliberation, func(t *council.Task) { t.Backend = council.BackendRay }},
@@ -160,20 +175,31 @@ func TestTaskWithDefaults(t *testing.T) {
 		{
 			name: "zero constraints get defaults, zero retries kept",
 			in:   council.Task{Kind: council.KindDeliberation},
-			want: council.Constraints{Timeout: council.DefaultTimeout, Rounds: 1, Peers: 1, MaxTokens: 512, Rubric: council.DefaultRubric()},
+			want: council.Constraints{Protocol: council.ProtocolCritiqueRevise, Timeout: council.DefaultTimeout, Rounds: 1, Peers: 1, MaxTokens: 512, Rubric: council.DefaultRubric(),
+				Aggregation: council.AggregationMean, FinalReview: council.FinalReviewAll},
 			back: council.BackendFunctions,
 		},
 		{
 			name: "set constraints are kept",
 			in: council.Task{Kind: council.KindBacklogReview, Backend: council.BackendRay, Constraints: council.Constraints{
-				Timeout: time.Minute, MaxRetries: 3, Rounds: 2, Peers: 2, MaxTokens: 100, Rubric: []string{"security"}}},
-			want: council.Constraints{Timeout: time.Minute, MaxRetries: 3, Rounds: 2, Peers: 2, MaxTokens: 100, Rubric: []string{"security"}},
+				Timeout: time.Minute, MaxRetries: 3, Rounds: 2, Peers: 2, MaxTokens: 100, Rubric: []string{"security"},
+				Aggregation: council.AggregationBorda, FinalReview: council.FinalReviewPeers}},
+			want: council.Constraints{Protocol: council.ProtocolCritiqueRevise, Timeout: time.Minute, MaxRetries: 3, Rounds: 2, Peers: 2, MaxTokens: 100, Rubric: []string{"security"},
+				Aggregation: council.AggregationBorda, FinalReview: council.FinalReviewPeers},
 			back: council.BackendRay,
 		},
 		{
 			name: "single pass has no rounds or peers",
 			in:   council.Task{Kind: council.KindTaskDerivation, Constraints: council.Constraints{Rounds: 3, Peers: 2}},
-			want: council.Constraints{Timeout: council.DefaultTimeout, MaxTokens: 512, Rubric: council.DefaultRubric()},
+			want: council.Constraints{Protocol: council.ProtocolCritiqueRevise, Timeout: council.DefaultTimeout, MaxTokens: 512, Rubric: council.DefaultRubric(),
+				Aggregation: council.AggregationMean, FinalReview: council.FinalReviewAll},
+			back: council.BackendFunctions,
+		},
+		{
+			name: "a council above MaxAllPairsAgents reviews by peers",
+			in:   council.Task{Kind: council.KindDeliberation, Agents: make([]council.Agent, council.MaxAllPairsAgents+1)},
+			want: council.Constraints{Protocol: council.ProtocolCritiqueRevise, Timeout: council.DefaultTimeout, Rounds: 1, Peers: 1, MaxTokens: 512, Rubric: council.DefaultRubric(),
+				Aggregation: council.AggregationMean, FinalReview: council.FinalReviewPeers},
 			back: council.BackendFunctions,
 		},
 	}

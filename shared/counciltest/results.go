@@ -49,6 +49,12 @@ func CritiqueFor(w council.Work, rubric []string) council.Critique {
 // ProposalFor or CritiqueFor, recorded at now, until d ends. It returns an
 // error when d rejects a result or stops asking for work without ending.
 func Finish(d *council.Deliberation, now time.Time) error {
+	return FinishScoring(d, now, nil)
+}
+
+// FinishScoring is Finish with the overall score of each critique given by
+// overall (nil: CritiqueFor's), so that a test can shape a final review.
+func FinishScoring(d *council.Deliberation, now time.Time, overall func(council.Work) float64) error {
 	for !d.Status.Terminal() {
 		keys := slices.Clone(d.Outbox)
 		if len(keys) == 0 {
@@ -65,7 +71,11 @@ func Finish(d *council.Deliberation, now time.Time) error {
 			case council.WorkProposal:
 				_, err = d.RecordProposal(k, ProposalFor(*w), now)
 			case council.WorkCritique:
-				_, err = d.RecordCritique(k, CritiqueFor(*w, d.Task.Constraints.Rubric), now)
+				c := CritiqueFor(*w, d.Task.Constraints.Rubric)
+				if overall != nil {
+					c.Overall = overall(*w)
+				}
+				_, err = d.RecordCritique(k, c, now)
 			}
 			if err != nil {
 				return fmt.Errorf("counciltest: finish %s: %w", d.ID, err)

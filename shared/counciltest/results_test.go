@@ -20,9 +20,10 @@ func TestFinishCompletesADeliberation(t *testing.T) {
 	if d.Status != council.StatusCompleted || d.Result == nil {
 		t.Fatalf("status %s (%s), result %v; want completed with a result", d.Status, d.Reason, d.Result)
 	}
-	// 3 agents, 1 round, 1 peer: 3 proposals and 3 critiques per stage.
-	if len(d.Proposals) != 6 || len(d.Critiques) != 6 || len(d.Result.Ranking) != 3 {
-		t.Errorf("%d proposals, %d critiques, %d ranked; want 6, 6, 3", len(d.Proposals), len(d.Critiques), len(d.Result.Ranking))
+	// 3 agents, 1 round, 1 peer: 3 proposals per stage, 3 ring critiques
+	// of stage 0 and 6 of the final review by all pairs.
+	if len(d.Proposals) != 6 || len(d.Critiques) != 9 || len(d.Result.Ranking) != 3 {
+		t.Errorf("%d proposals, %d critiques, %d ranked; want 6, 9, 3", len(d.Proposals), len(d.Critiques), len(d.Result.Ranking))
 	}
 }
 

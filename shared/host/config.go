@@ -28,6 +28,22 @@ const (
 	TransportJetStream Transport = "jetstream"
 )
 
+// NATSSetup says what a function does with council's NATS topology at
+// start.
+type NATSSetup string
+
+// The values of COUNCIL_NATS_SETUP.
+const (
+	// NATSSetupCreate creates or updates the topology at every start (the
+	// default: the local stack, tests, a first deployment).
+	NATSSetupCreate NATSSetup = "create"
+	// NATSSetupBind only looks the topology up, set up once beforehand
+	// (`council setup`, the council-setup Job), and fails at once, not
+	// retried, when a part is missing or incompatible: the cheaper start
+	// of a function started from zero (Knative).
+	NATSSetupBind NATSSetup = "bind"
+)
+
 // Config is the environment of a function, read once at the composition
 // root by LoadConfig. See docs/CONVENTIONS.md for the variables.
 type Config struct {
@@ -105,6 +121,10 @@ type Config struct {
 	// deliberation goes to another worker (COUNCIL_RAY_POOL_ACK_WAIT;
 	// 0: the queue's default, 30 s).
 	RayPoolAckWait time.Duration
+	// NATSSetup says whether a start creates or updates the NATS topology
+	// or binds to it (COUNCIL_NATS_SETUP); empty when unset, which is
+	// NATSSetupCreate.
+	NATSSetup NATSSetup
 	// NATS names the streams and bucket and sets their replicas
 	// (COUNCIL_NATS_BUCKET, COUNCIL_NATS_INDEX_BUCKET, COUNCIL_NATS_TOKENS_STREAM,
 	// COUNCIL_NATS_TOKENS_SUBJECTS, COUNCIL_NATS_TOKENS_MAX_AGE,
@@ -138,6 +158,10 @@ const (
 	DefaultRayPoolWorkers = 8
 	DefaultLogLevel       = "info"
 )
+
+// BindNATS reports whether a start binds to the NATS topology set up
+// beforehand instead of creating it (COUNCIL_NATS_SETUP=bind).
+func (c Config) BindNATS() bool { return c.NATSSetup == NATSSetupBind }
 
 // Addr is the listen address for Port, e.g. ":8080".
 func (c Config) Addr() string { return ":" + strconv.Itoa(c.Port) }
@@ -212,6 +236,14 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			continue
 		}
 		*u.dst = v
+	}
+	if v := get("COUNCIL_NATS_SETUP"); v != "" {
+		switch m := NATSSetup(strings.ToLower(v)); m {
+		case NATSSetupCreate, NATSSetupBind:
+			c.NATSSetup = m
+		default:
+			bad("COUNCIL_NATS_SETUP", v, `want "create" or "bind"`)
+		}
 	}
 	if v := get("COUNCIL_NATS_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -22,9 +22,30 @@ import (
 )
 
 // ConnectNATS connects to cfg.NATSURL with cfg.NATSAuth (retrying while the
-// server comes up) and makes sure council's streams and bucket exist. Its
-// errors name the server with its credentials redacted.
+// server comes up) and makes sure council's streams and bucket exist:
+// creates or updates them (natsjs.Setup) or, with COUNCIL_NATS_SETUP=bind,
+// only looks them up (natsjs.Bind), a permanent error when one is missing.
+// Its errors name the server with its credentials redacted.
 func ConnectNATS(ctx context.Context, cfg Config, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, js, err := dialNATS(cfg, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	setup, what := natsjs.Setup, "set up"
+	if cfg.BindNATS() {
+		setup, what = natsjs.Bind, "bind"
+	}
+	if err := setup(sctx, js, cfg.NATS); err != nil {
+		return nil, nil, closeOnSetupError(nc, cfg, fmt.Errorf("host: %s streams: %w", what, err))
+	}
+	return nc, js, nil
+}
+
+// dialNATS connects to cfg.NATSURL with cfg.NATSAuth, retrying while the
+// server comes up.
+func dialNATS(cfg Config, name string) (*nats.Conn, jetstream.JetStream, error) {
 	opts, err := cfg.NATSOptions()
 	if err != nil {
 		return nil, nil, fmt.Errorf("host: connect nats %s: %w", redact.URLs(cfg.NATSURL), err)
@@ -40,19 +61,20 @@ func ConnectNATS(ctx context.Context, cfg Config, name string) (*nats.Conn, jets
 		nc.Close()
 		return nil, nil, fmt.Errorf("host: jetstream: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := natsjs.Setup(sctx, js, cfg.NATS); err != nil {
-		last := nc.LastError()
-		nc.Close()
-		if errors.Is(last, nats.ErrAuthorization) || errors.Is(last, nats.ErrAuthExpired) || errors.Is(last, nats.ErrAuthRevoked) {
-			// Wrong or missing credentials: retrying does not fix them.
-			return nil, nil, fmt.Errorf("host: connect nats %s: %w", redact.URLs(cfg.NATSURL),
-				council.Invalidf("the server refused the credentials (COUNCIL_NATS_*): %v", last))
-		}
-		return nil, nil, fmt.Errorf("host: set up streams: %w", err)
-	}
 	return nc, js, nil
+}
+
+// closeOnSetupError closes nc after err, the first request of a start
+// failed, and returns err, or a permanent error when the server refused the
+// credentials: retrying does not fix them.
+func closeOnSetupError(nc *nats.Conn, cfg Config, err error) error {
+	last := nc.LastError()
+	nc.Close()
+	if errors.Is(last, nats.ErrAuthorization) || errors.Is(last, nats.ErrAuthExpired) || errors.Is(last, nats.ErrAuthRevoked) {
+		return fmt.Errorf("host: connect nats %s: %w", redact.URLs(cfg.NATSURL),
+			council.Invalidf("the server refused the credentials (COUNCIL_NATS_*): %v", last))
+	}
+	return err
 }
 
 // NewCompleter returns the LLM client cfg describes.

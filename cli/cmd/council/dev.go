@@ -43,6 +43,11 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		`e.g. 127.0.0.1:50056 (the old port; port 0 picks a free one); "" serves none`)
 	traced := fl.Bool("trace", false, "trace the deliberation: start a local Jaeger (scripts/jaeger.sh install builds it; or COUNCIL_JAEGER_BIN), "+
 		"export every function's spans to it with OTLP, print the trace's URL and keep Jaeger up until interrupted")
+	kn := fl.Bool("knative", false, "run on Knative's delivery contract instead of JetStream consumers: the shipped function binaries as "+
+		"Services that scale from zero behind a local Broker, both read from the kustomize output of -manifests (README: which to use when)")
+	manifests := fl.String("manifests", "knative/overlays/dev", "with -knative: the kustomization to read, relative to the repository root")
+	idle := fl.Duration("idle", 0, "with -knative: how long an idle instance lives before it stops (0: Knative's default, 60s)")
+	pingEvery := fl.Duration("ping-every", 0, "with -knative: tick the PingSources every this instead of on their schedule (0: the schedule)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +70,12 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return fmt.Errorf("fixture %s with -max-tokens %d: %w", *fixture, *maxTokens, err)
 		}
 		ev = events.ToEvent(events.NewRequest(ev.Source(), ev.ID(), task, ev.Time()))
+	}
+	if *kn {
+		return devKnative(ctx, knativeDev{
+			manifests: *manifests, idle: *idle, pingEvery: *pingEvery, natsURL: *natsURL, llmURL: *llmURL, model: *model,
+			llmTimeout: *llmTimeout, timeout: *timeout, verbose: *verbose, stdout: stdout, stderr: stderr,
+		}, ev, task)
 	}
 	level := slog.LevelWarn
 	if *verbose {

@@ -4,12 +4,15 @@
 //	council send       send one CloudEvent (a fixture, a file or stdin) to a function, the broker or JetStream
 //	council watch      follow the events, progress and token streams of deliberations on NATS
 //	council status     one deliberation, from execute's GET /deliberations/{id}
+//	council rerank     a completed deliberation ranked again with another aggregation (GET /deliberations/{id}/ranking)
 //	council jobs       the running deliberations, from execute's GET /jobs
 //	council stats      execute's health and statistics, from GET /status
 //	council dlq        list, show and replay the dead letters of the JetStream transport
 //	council cancel     end a running deliberation (deliberation.cancel)
 //	council review     decide at a deliberation's review gate (review.decided)
 //	council fixtures   list the event fixtures
+//	council setup      create or update council's NATS topology once (for COUNCIL_NATS_SETUP=bind)
+//	council eval       HumanEval problems × protocols against an LLM server: quality, tokens, calls, makespan
 //
 // Every command takes -h. Exit status: 0 success, 1 failure, 2 bad usage.
 package main
@@ -41,6 +44,8 @@ Usage:
   council status -execute URL ID           one deliberation (GET /deliberations/{id})
   council view -execute URL [-open] ID     the address of its page: ranking, scores, timeline, live (GET /deliberations/{id}/view)
   council find -execute URL TASK_ID       the deliberations of a task, newest first (GET /deliberations?task_id=)
+  council rerank -execute URL ID [-aggregation mean|borda|confidence]
+                                           rank a completed deliberation again from its critiques, no LLM call
   council jobs -execute URL                the running deliberations (GET /jobs)
   council stats -execute URL               execute's health and statistics (GET /status)
   council dlq list|show|replay -nats URL   the dead letters (terminated events, with the reason); replay one
@@ -48,6 +53,9 @@ Usage:
   council review -nats URL ID approve|reject|feedback
                                            decide at a review gate (-reason WHY, -text FEEDBACK)
   council fixtures                         list the event fixtures
+  council setup [-nats URL]                create or update the NATS streams and buckets once (COUNCIL_NATS_*)
+  council eval [flags]                     HumanEval problems × protocols against an OpenAI-compatible server, at equal
+                                           token budget: quality (pass@1), tokens, calls, makespan per protocol
 
 Run 'council <command> -h' for the flags of a command.
 `
@@ -88,6 +96,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = view(ctx, args[1:], s)
 	case "find":
 		err = find(ctx, args[1:], s)
+	case "rerank":
+		err = rerankCmd(ctx, args[1:], s)
 	case "jobs":
 		err = jobs(ctx, args[1:], s)
 	case "stats":
@@ -98,8 +108,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cancelCmd(ctx, args[1:], s)
 	case "review":
 		err = reviewCmd(ctx, args[1:], s)
+	case "setup":
+		err = setupCmd(ctx, args[1:], s)
 	case "fixtures":
 		err = listFixtures(stdout)
+	case "eval":
+		err = evalCmd(ctx, args[1:], s)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

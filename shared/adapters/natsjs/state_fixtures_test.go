@@ -29,6 +29,10 @@ func stateFixtures(t *testing.T) map[string]*council.Deliberation {
 	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	mk := func(id string, edit func(*council.Task)) *council.Deliberation {
 		task := counciltest.Task()
+		// The final review of the ring, as every build before issue 11
+		// ran it (the fixtures of older versions hold it); "aggregation"
+		// has the review by all pairs.
+		task.Constraints.FinalReview = council.FinalReviewPeers
 		if edit != nil {
 			edit(&task)
 		}
@@ -96,11 +100,19 @@ func stateFixtures(t *testing.T) map[string]*council.Deliberation {
 	if err := finishStarted(started, t0.Add(3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]*council.Deliberation{
+	// Issue 11: a final review by all pairs ranked by Borda, critiques
+	// that state their confidence, an agreement score.
+	aggregation := mk("dlb-state-aggregation", func(task *council.Task) {
+		task.Constraints.FinalReview, task.Constraints.Aggregation = council.FinalReviewAll, council.AggregationBorda
+	})
+	if err := finishConfident(aggregation, t0.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return withProtocolFixtures(t, mk, map[string]*council.Deliberation{
 		"running": running, "completed": completed, "failed": failed, "ray": ray, "extraction": extraction,
 		"ray-ended": rayEnded, "pool": pool, "cancelled": cancelled, "budget": budget, "review": review,
-		"started": started,
-	}
+		"started": started, "aggregation": aggregation,
+	})
 }
 
 // finishStarted answers d's work until it ends, each answer started 40 ms
@@ -162,7 +174,8 @@ func finishToGate(d *council.Deliberation, now time.Time) error {
 // v2Only names the fixtures of states that only builds writing version 2
 // can hold (the job lifecycle of ADR 10; cancel, budgets and the review
 // gate of issue 12; the start times of LLM calls of issue 13).
-var v2Only = map[string]bool{"ray-ended": true, "pool": true, "cancelled": true, "budget": true, "review": true, "started": true}
+var v2Only = map[string]bool{"ray-ended": true, "pool": true, "cancelled": true, "budget": true, "review": true, "started": true,
+	"aggregation": true, "protocols": true, "judging": true}
 
 // TestStoredStateFixturesStillDecode reads stored state through the real
 // store: testdata/state/unversioned, what builds before the versioned format
@@ -231,6 +244,9 @@ func TestStoredStateFixturesStillDecode(t *testing.T) {
 					if want.Result != nil {
 						want.Result.PromptCache = council.PromptCache{}
 					}
+				}
+				if version == "unversioned" {
+					want = writtenBeforeIssue11(want)
 				}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("%s: stored state decodes differently (-want +got):\n%s", name, diff)

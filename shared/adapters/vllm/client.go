@@ -76,8 +76,11 @@ func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 			cfg.httpClient.Transport = cfg.wrap(cfg.httpClient.Transport)
 		}
 	}
-	// Retry-After is read from the answers themselves (retryafter.go).
-	oc.HTTPClient = withRetryAfter(cfg.httpClient, time.Now)
+	// Retry-After is read from the answers themselves (retryafter.go); a
+	// zero temperature is written into the body (temperature.go).
+	hc := withRetryAfter(cfg.httpClient, time.Now)
+	hc.Transport = zeroTemperatureTransport{rt: hc.Transport}
+	oc.HTTPClient = hc
 	return &Client{
 		api:          openai.NewClientWithConfig(oc),
 		defaultModel: defaultModel,
@@ -91,9 +94,10 @@ func New(baseURL, defaultModel string, opts ...Option) (*Client, error) {
 //
 // The model is req.Model, or the default model when that is empty; a model
 // outside the allowed list fails with ErrInvalid before any HTTP call.
-// go-openai omits zero values, so Temperature 0 lets the server pick its
-// default temperature (ask for a small positive one for near-greedy
-// sampling) and MaxTokens 0 lets it generate up to its context length.
+// Temperature is always sent: 0 asks for greedy decoding (go-openai omits
+// a zero temperature; the client writes it back, temperature.go). go-openai
+// omits the other zero values, so MaxTokens 0 lets the server generate up
+// to its context length.
 // req.Schema becomes response_format
 // {"type":"json_schema","json_schema":{name, schema, strict}}, and the answer
 // is validated against that schema: one that does not follow it (a server
@@ -175,6 +179,9 @@ func (c *Client) Complete(ctx context.Context, req council.CompletionRequest) (c
 		)
 		oreq.Model = models[attempt%len(models)]
 		actx := context.WithValue(ctx, retryHintKey{}, &hint)
+		if oreq.Temperature == 0 {
+			actx = context.WithValue(actx, zeroTemperatureKey{}, true)
+		}
 		if req.OnToken != nil {
 			out, delivered, err = c.stream(actx, oreq, req.OnToken)
 		} else {

@@ -1,10 +1,14 @@
 // Command critique serves the critique function: over HTTP (Knative) and,
 // with COUNCIL_TRANSPORT=jetstream, as a durable JetStream consumer. The
 // function is built by critique.FromConfig, as in the local stack.
+// With -setup it creates or updates council's NATS topology once and exits
+// (host.SetupNATS, as `council setup`: the council-setup Job), for
+// functions started with COUNCIL_NATS_SETUP=bind.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 
@@ -15,6 +19,8 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	setup := flag.Bool("setup", false, "create or update council's NATS topology (COUNCIL_NATS_*) and exit, as `council setup` does")
+	flag.Parse()
 	cfg, err := host.LoadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "critique:", err)
@@ -23,6 +29,11 @@ func run() int {
 	log := host.NewLogger(cfg.LogLevel, os.Stderr)
 	ctx, stop := host.SignalContext()
 	defer stop()
+	if *setup {
+		// The council-setup Job: the topology, once, for functions
+		// started with COUNCIL_NATS_SETUP=bind.
+		return host.RunSetup(ctx, cfg, "critique", os.Stdout, log)
+	}
 	// Traces (OTEL_*) and metrics (GET /metrics); host.Run flushes them
 	// when the function stops.
 	tel, err := host.NewTelemetry(ctx, cfg, "critique")

@@ -8,10 +8,14 @@
 // every deliberation on the old fleet's agent.response.* subjects (stream
 // AGENT_RESPONSES, set up at start). The function is built by
 // execute.FromConfig, as in the local stack.
+// With -setup it creates or updates council's NATS topology once and exits
+// (host.SetupNATS, as `council setup`: the council-setup Job), for
+// functions started with COUNCIL_NATS_SETUP=bind.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 
@@ -22,6 +26,8 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	setup := flag.Bool("setup", false, "create or update council's NATS topology (COUNCIL_NATS_*) and exit, as `council setup` does")
+	flag.Parse()
 	cfg, err := host.LoadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "execute:", err)
@@ -30,6 +36,11 @@ func run() int {
 	log := host.NewLogger(cfg.LogLevel, os.Stderr)
 	ctx, stop := host.SignalContext()
 	defer stop()
+	if *setup {
+		// The council-setup Job: the topology, once, for functions
+		// started with COUNCIL_NATS_SETUP=bind.
+		return host.RunSetup(ctx, cfg, "execute", os.Stdout, log)
+	}
 	// execute calls no LLM itself; the client is there for GET /status,
 	// which checks the server the generate and critique functions use.
 	llm, err := host.NewCompleter(cfg, log)

@@ -2,10 +2,14 @@
 // with COUNCIL_TRANSPORT=jetstream, as a durable JetStream consumer. It
 // listens at once and becomes ready when NATS answers. The function is
 // built by generate.FromConfig, as in the local stack.
+// With -setup it creates or updates council's NATS topology once and exits
+// (host.SetupNATS, as `council setup`: the council-setup Job), for
+// functions started with COUNCIL_NATS_SETUP=bind.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 
@@ -16,6 +20,8 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	setup := flag.Bool("setup", false, "create or update council's NATS topology (COUNCIL_NATS_*) and exit, as `council setup` does")
+	flag.Parse()
 	cfg, err := host.LoadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "generate:", err)
@@ -24,6 +30,11 @@ func run() int {
 	log := host.NewLogger(cfg.LogLevel, os.Stderr)
 	ctx, stop := host.SignalContext()
 	defer stop()
+	if *setup {
+		// The council-setup Job: the topology, once, for functions
+		// started with COUNCIL_NATS_SETUP=bind.
+		return host.RunSetup(ctx, cfg, "generate", os.Stdout, log)
+	}
 	llm, err := host.NewCompleter(cfg, log)
 	if err != nil {
 		log.Error("llm client", "error", err)
