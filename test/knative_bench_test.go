@@ -46,14 +46,16 @@ func quickRequest(b *testing.B) event.Event {
 //   - jetstream: the functions as JetStream consumers (cli/stack, council
 //     dev), the request published to the broker stream, the reply read
 //     from it;
+//
 //   - knative-warm: the shipped binaries behind the local Broker (council
 //     dev -knative), the request posted to the broker ingress, the reply
 //     through an Orchestrator Trigger, execute already running;
+//
 //   - knative-cold: the same with execute at zero instances: the event
 //     waits, as the activator holds it, for a process to start and answer
 //     its readiness probe (cold start in the event path).
 //
-//	go test -run '^$' -bench EventPath -benchtime 20x .
+//     go test -run '^$' -bench EventPath -benchtime 20x .
 func BenchmarkEventPath(b *testing.B) {
 	b.Run("jetstream", func(b *testing.B) {
 		s, err := stack.Start(context.Background(), stack.Config{

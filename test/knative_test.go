@@ -13,10 +13,10 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
 	"knative.dev/pkg/apis"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"council.dev/events"
 	"council.dev/knative/localbroker"
@@ -35,8 +35,8 @@ import (
 // the dev overlay's kustomize output (localknative).
 type knative struct {
 	*localknative.Cluster
-	orch *localknative.Recorder
-	mu   sync.Mutex
+	orch  *localknative.Recorder
+	mu    sync.Mutex
 	tries []localbroker.Attempt
 }
 

@@ -108,7 +108,7 @@ func (b *Broker) start(ctx context.Context, m *kustomized.Manifests) error {
 	if b.stream, err = b.js.CreateOrUpdateStream(ctx, sc); err != nil {
 		return fmt.Errorf("localbroker: stream %s: %w", sc.Name, err)
 	}
-	ln, err := net.Listen("tcp", b.opts.addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", b.opts.addr)
 	if err != nil {
 		return fmt.Errorf("localbroker: ingress: %w", err)
 	}

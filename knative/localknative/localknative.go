@@ -127,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	// K_SINK must be in the functions' environment before the Broker can
 	// resolve their URLs: take the ingress address first.
-	addr, err := loopbackAddr()
+	addr, err := loopbackAddr(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -320,8 +320,8 @@ func secretData(s *corev1.Secret) map[string]string {
 }
 
 // loopbackAddr is a free loopback address for the broker ingress.
-func loopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func loopbackAddr(ctx context.Context) (string, error) {
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("localknative: %w", err)
 	}
@@ -346,7 +346,7 @@ func BuildFunctions(ctx context.Context, root, dir string) (map[string]string, e
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("localknative: go build: %v\n%s", err, b)
+		return nil, fmt.Errorf("localknative: go build: %w\n%s", err, b)
 	}
 	return out, nil
 }

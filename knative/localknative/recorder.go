@@ -36,7 +36,7 @@ type Recorder struct {
 
 // NewRecorder starts a Recorder; name goes into its log lines.
 func NewRecorder(name string, log *slog.Logger) (*Recorder, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("localknative: %s sink: %w", name, err)
 	}

@@ -33,17 +33,17 @@ import (
 
 // knativeDev is what `council dev -knative` runs.
 type knativeDev struct {
-	manifests   string // kustomization, relative to the repository root
-	idle        time.Duration
-	pingEvery   time.Duration
-	natsURL     string
-	llmURL      string
-	model       string
-	llmTimeout  time.Duration
-	timeout     time.Duration
-	verbose     bool
-	stdout      io.Writer
-	stderr      io.Writer
+	manifests  string // kustomization, relative to the repository root
+	idle       time.Duration
+	pingEvery  time.Duration
+	natsURL    string
+	llmURL     string
+	model      string
+	llmTimeout time.Duration
+	timeout    time.Duration
+	verbose    bool
+	stdout     io.Writer
+	stderr     io.Writer
 }
 
 // devKnative runs ev the way Knative runs it: the shipped binaries of the
@@ -122,7 +122,7 @@ func devKnative(ctx context.Context, o knativeDev, ev event.Event, task council.
 	if o.pingEvery > 0 {
 		bopts = append(bopts, localbroker.WithPingPeriod(o.pingEvery))
 	}
-	var fnOut io.Writer = io.Discard
+	fnOut := io.Discard
 	if o.verbose {
 		fnOut = o.stderr
 	}

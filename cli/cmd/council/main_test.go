@@ -305,7 +305,7 @@ func TestFullDeliberationOverJetStream(t *testing.T) {
 		"proposal.generated.v1",
 		"critique.completed.v1",
 		"progress",
-		"generated 3/3 · critiqued 3/3 · revised 3/3 · reviewed 3/3",
+		"generated 3/3 · critiqued 3/3 · revised 3/3 · reviewed 6/6",
 		"deliberation.completed.v1  " + id[1] + "  winner ",
 		"dev-1 s0 │ proposal:", // a token line of the fake model
 		"RANK",

@@ -439,9 +439,13 @@ func (w *watcher) flushTokens() {
 type tally struct {
 	known                bool
 	agents, rounds, peer int
-	singlePass           bool
-	done                 map[string]map[string]bool
-	last                 string
+	// final is how many reviewers the final review gives each answer
+	// (every other agent under final_review all); protocol is the task's.
+	final      int
+	protocol   council.Protocol
+	singlePass bool
+	done       map[string]map[string]bool
+	last       string
 }
 
 func (p *tally) learn(t council.Task) {
@@ -449,7 +453,16 @@ func (p *tally) learn(t council.Task) {
 		return
 	}
 	p.known = true
+	t = t.WithDefaults()
 	p.agents, p.rounds, p.peer = len(t.Agents), t.Constraints.Rounds, min(t.Constraints.Peers, len(t.Agents)-1)
+	p.final, p.protocol = p.peer, t.Constraints.Protocol
+	if t.Constraints.FinalReview == council.FinalReviewAll {
+		p.final = len(t.Agents) - 1
+	}
+	switch p.protocol {
+	case council.ProtocolVote, council.ProtocolJudge:
+		p.rounds = 0 // one stage of answers (vote's review only without a plurality)
+	}
 	p.singlePass = t.Kind.SinglePass()
 }
 
@@ -473,9 +486,14 @@ func (p *tally) line() string {
 	parts := []string{part("generated", p.agents)}
 	if !p.singlePass {
 		if !p.known || p.rounds > 0 {
-			parts = append(parts, part("critiqued", p.agents*p.peer*p.rounds), part("revised", p.agents*p.rounds))
+			if p.protocol != council.ProtocolDebate { // debate: answers read, not critiqued, between rounds
+				parts = append(parts, part("critiqued", p.agents*p.peer*p.rounds))
+			}
+			parts = append(parts, part("revised", p.agents*p.rounds))
 		}
-		parts = append(parts, part("reviewed", p.agents*p.peer))
+		if p.protocol != council.ProtocolJudge {
+			parts = append(parts, part("reviewed", p.agents*p.final))
+		}
 	}
 	return strings.Join(parts, " · ")
 }
