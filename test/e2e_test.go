@@ -223,8 +223,9 @@ func TestDeliberationEveryEventTwice(t *testing.T) {
 	if got := counts[events.TypeProposalRequested]; got != 6 {
 		t.Errorf("%d proposal.requested events, want 6", got)
 	}
-	if got := counts[events.TypeCritiqueCompleted]; got != 6 {
-		t.Errorf("%d critique.completed events, want 6", got)
+	// Stage 0's ring (3) and the final review by all pairs (3 × 2).
+	if got := counts[events.TypeCritiqueCompleted]; got != 9 {
+		t.Errorf("%d critique.completed events, want 9 (3 of stage 0, 6 of the final review by all pairs)", got)
 	}
 }
 

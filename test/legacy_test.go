@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,22 +24,29 @@ import (
 var peerScores = map[string]int{"dev-1": 9, "arch-1": 7, "qa-1": 5}
 
 // scoringModel answers like a cooperative model, scoring each author's
-// proposal with peerScores.
+// proposal with peerScores. Review prompts name no author (they are
+// anonymous), so each proposal it writes opens with its author's tag, which
+// the critique it is asked for then finds in the proposal shown.
 func scoringModel() *counciltest.Completer {
+	you := regexp.MustCompile(`You are ([A-Za-z0-9_-]+)\.`)
 	return &counciltest.Completer{CompleteFunc: func(_ context.Context, req council.CompletionRequest) (council.Completion, error) {
 		if req.Schema == nil || req.Schema.Name != "critique" {
-			return counciltest.Answer(req), nil
+			c := counciltest.Answer(req)
+			if m := you.FindStringSubmatch(req.Messages[len(req.Messages)-1].Content); m != nil {
+				c.Content = "[by " + m[1] + "] " + c.Content
+			}
+			return c, nil
 		}
 		user := req.Messages[len(req.Messages)-1].Content
 		for author, score := range peerScores {
-			if strings.Contains(user, "proposal of your peer "+author+".") {
+			if strings.Contains(user, "[by "+author+"]") {
 				return council.Completion{
 					Content: counciltest.CritiqueJSON(counciltest.RubricOf(req.Schema), score), Model: "fake",
 					Usage: council.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15},
 				}, nil
 			}
 		}
-		return council.Completion{}, fmt.Errorf("critique request names no known author: %q", user)
+		return council.Completion{}, fmt.Errorf("critique request shows no proposal of a known author: %q", user)
 	}}
 }
 

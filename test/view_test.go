@@ -165,10 +165,10 @@ func TestDeliberationPageInChromium(t *testing.T) {
 			t.Errorf("timeline row %d shows queue wait %q, want a time", i, w)
 		}
 	}
-	// The final review: one critique per reviewer (peers 1), scored on
-	// overall and the 4 criteria of the rubric.
-	if cells != 3*5 {
-		t.Errorf("%d score matrix cells, want 15 (3 critiques × overall and 4 criteria)", cells)
+	// The final review by all pairs: each of 3 reviewers reviews the 2
+	// others, scored on overall and the 4 criteria of the rubric.
+	if cells != 6*5 {
+		t.Errorf("%d score matrix cells, want 30 (6 critiques × overall and 4 criteria)", cells)
 	}
 	for _, r := range c.Ranking {
 		for _, cr := range r.Critiques {
