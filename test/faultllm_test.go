@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,9 +187,11 @@ func (f *faultyLLM) stream(w http.ResponseWriter, model, content string, malform
 }
 
 // critiqueFor returns a critique that follows schema (council's critique
-// schema: a score per criterion of the rubric, overall, three lists).
+// schema: a score per criterion of the rubric, overall, three lists, and
+// the reviewer's confidence when the schema asks for it).
 func critiqueFor(schema json.RawMessage) string {
 	var s struct {
+		Required   []string `json:"required"`
 		Properties struct {
 			Scores struct {
 				Required []string `json:"required"`
@@ -200,7 +203,11 @@ func critiqueFor(schema json.RawMessage) string {
 	for i, name := range s.Properties.Scores.Required {
 		scores[name] = 5 + i%5
 	}
-	b, _ := json.Marshal(map[string]any{"scores": scores, "overall": 7,
-		"strengths": []string{"clear"}, "issues": []string{"no numbers"}, "suggestions": []string{"add a budget"}})
+	out := map[string]any{"scores": scores, "overall": 7,
+		"strengths": []string{"clear"}, "issues": []string{"no numbers"}, "suggestions": []string{"add a budget"}}
+	if slices.Contains(s.Required, "confidence") {
+		out["confidence"] = 8
+	}
+	b, _ := json.Marshal(out)
 	return string(b)
 }

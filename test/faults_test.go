@@ -467,6 +467,9 @@ func TestFaultsDeliberationsSurviveEverything(t *testing.T) {
 			t.Errorf("deliberation %s doubled: %d outcomes", id, len(got))
 		case got[0].Failed != nil:
 			failed++
+			if failed == 1 {
+				t.Logf("a failed deliberation's reason: %s", got[0].Failed.Reason)
+			}
 			if strings.TrimSpace(got[0].Failed.Reason) == "" {
 				t.Errorf("deliberation %s failed without a reason", id)
 			}
