@@ -13,10 +13,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
-	"knative.dev/pkg/apis"
-	duckv1 "knative.dev/pkg/apis/duck/v1"
 
 	"council.dev/events"
 	"council.dev/knative/localbroker"
@@ -51,24 +48,6 @@ func (k *knative) attempts(keep func(localbroker.Attempt) bool) []localbroker.At
 		}
 	}
 	return out
-}
-
-// orchestratorTrigger routes one type of event the Orchestrator consumes to
-// its sink, as the Orchestrator's own Trigger does on a cluster.
-func orchestratorTrigger(eventType, sink string) *eventingv1.Trigger {
-	u, err := apis.ParseURL(sink)
-	if err != nil {
-		panic(err)
-	}
-	return &eventingv1.Trigger{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "eventing.knative.dev/v1", Kind: "Trigger"},
-		ObjectMeta: metav1.ObjectMeta{Name: "orchestrator-" + eventType, Namespace: "council"},
-		Spec: eventingv1.TriggerSpec{
-			Broker:     "council",
-			Filter:     &eventingv1.TriggerFilter{Attributes: eventingv1.TriggerFilterAttributes{"type": eventType}},
-			Subscriber: duckv1.Destination{URI: u},
-		},
-	}
 }
 
 // knOptions say how startKnative runs.
@@ -111,7 +90,12 @@ func startKnative(t testing.TB, o knOptions) *knative {
 	t.Cleanup(func() { _ = k.orch.Close() })
 	var triggers []*eventingv1.Trigger
 	for _, typ := range []string{events.TypeDeliberationAccepted, events.TypeDeliberationCompleted, events.TypeDeliberationFailed} {
-		triggers = append(triggers, orchestratorTrigger(typ, k.orch.URL()))
+		// The Orchestrator's own Trigger on a cluster.
+		tr, err := localknative.TriggerTo("orchestrator-"+typ, typ, k.orch.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		triggers = append(triggers, tr)
 	}
 	bopts := []localbroker.Option{localbroker.WithObserver(func(a localbroker.Attempt) {
 		k.mu.Lock()

@@ -17,10 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
-	"knative.dev/pkg/apis"
-	duckv1 "knative.dev/pkg/apis/duck/v1"
 
 	"council.dev/events"
 	"council.dev/knative/localbroker"
@@ -110,7 +107,7 @@ func devKnative(ctx context.Context, o knativeDev, ev event.Event, task council.
 		return err
 	}
 	defer func() { _ = orch.Close() }()
-	watch, err := triggerTo("council-dev-watch", "", orch.URL())
+	watch, err := localknative.TriggerTo("council-dev-watch", "", orch.URL())
 	if err != nil {
 		return err
 	}
@@ -223,24 +220,6 @@ func printColdStarts(w io.Writer, sv *localserving.Serving) {
 			st.ColdRequests, st.MeanColdWait.Round(time.Millisecond), st.WarmRequests, st.MeanWarm.Round(time.Millisecond), st.Instances)
 	}
 	_ = tw.Flush()
-}
-
-// triggerTo is a Trigger of the council Broker to uri, for events of type
-// eventType (every event when empty), as an observer's Trigger would be.
-func triggerTo(name, eventType, uri string) (*eventingv1.Trigger, error) {
-	u, err := apis.ParseURL(uri)
-	if err != nil {
-		return nil, err
-	}
-	tr := &eventingv1.Trigger{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "eventing.knative.dev/v1", Kind: "Trigger"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "council"},
-		Spec:       eventingv1.TriggerSpec{Broker: "council", Subscriber: duckv1.Destination{URI: u}},
-	}
-	if eventType != "" {
-		tr.Spec.Filter = &eventingv1.TriggerFilter{Attributes: eventingv1.TriggerFilterAttributes{"type": eventType}}
-	}
-	return tr, nil
 }
 
 // workspaceRoot is the directory of go.work above the working directory:

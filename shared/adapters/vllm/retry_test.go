@@ -2,9 +2,13 @@ package vllm_test
 
 // Unit tests of the retry policy: retries bounded by the context's deadline
 // rather than a count, the server's Retry-After honoured and capped by the
-// deadline, and fallback models. httptest servers play the answers; the
-// real server's behaviour is covered by server_test.go and, end to end, by
-// the test module (an LLM server stopped and started mid-run).
+// deadline, and fallback models. httptest servers play the answers a real
+// server cannot be made to give on demand (a 429 with Retry-After, a 503
+// for one model only). Against the real llama.cpp server the same policy
+// runs in the test module: TestLLMOutageShorterThanTheDeadline (the server
+// stopped and started mid-run, the calls retried until it answers),
+// TestNoLLMCallAfterTheDeadline and TestFallbackModelAnswers (a second real
+// server that refuses the agent's model, the fallback answering).
 
 import (
 	"context"

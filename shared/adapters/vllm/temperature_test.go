@@ -1,5 +1,11 @@
 package vllm_test
 
+// Zero temperature on the wire. The unit tests read the body the adapter
+// sends to an httptest server (zero, positive, streamed, retried); the
+// contract runs against the real LLM server in
+// TestServerZeroTemperatureIsGreedy below, which records the body on its
+// way to the server and checks the server decodes greedily.
+
 import (
 	"bytes"
 	"encoding/json"
