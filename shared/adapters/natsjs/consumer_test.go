@@ -62,6 +62,17 @@ func (r *recorder) count() int {
 	return len(r.events)
 }
 
+// drain forgets the calls recorded so far, so that next waits for a new one.
+func (r *recorder) drain() {
+	for {
+		select {
+		case <-r.calls:
+		default:
+			return
+		}
+	}
+}
+
 // next waits for the next handler call.
 func (r *recorder) next(t *testing.T) event.Event {
 	t.Helper()
