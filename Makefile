@@ -69,6 +69,10 @@ cli: ## Build the developer CLI into bin/council (send, watch, status, jobs, sta
 images: ## Build the function images with ko, offline (loopback registry, own base); OCI archives in .cache/images, size table
 	scripts/images.sh
 
+.PHONY: cluster-test
+cluster-test: ## Opt-in, not in .ci/run: a real single-node Kubernetes + Knative Serving/Eventing (eventing-natss) built from source, knative/overlays/dev deployed as is, the cluster checks, then everything torn down (scripts/cluster.sh; cold about 45 min, warm a few)
+	scripts/cluster.sh test
+
 .PHONY: bench
 bench: llm-up ray-up ## Run every benchmark next to its baseline (docs/benchmarks.md), in each module that has some
 	@export COUNCIL_LLM_URL=$${COUNCIL_LLM_URL:-$(LLM_URL)} COUNCIL_RAY_ADDRESS=$${COUNCIL_RAY_ADDRESS:-$(RAY_URL)}; set -e; for m in $(MODULES); do \

@@ -39,7 +39,8 @@ VOCAB_SDIST_URL="https://files.pythonhosted.org/packages/87/62/b6dfaaf346d3d4fd0
 VOCAB_SDIST_SHA256=c17ee1163006f70726abb9f72137830818f3d8cb60bfc34cb232d08428eaa22b
 VOCAB_MEMBER="xllamacpp-$XLLAMACPP_VERSION/thirdparty/llama.cpp/models/ggml-vocab-gpt-2.gguf"
 MODEL_ALIAS=council-tiny
-HOST=127.0.0.1
+# COUNCIL_LLM_HOST: the address to listen on (scripts/cluster.sh: 0.0.0.0, so that pods reach it).
+HOST="${COUNCIL_LLM_HOST:-127.0.0.1}"
 PORT="${COUNCIL_LLM_PORT:-8088}"
 SLOTS="${COUNCIL_LLM_SLOTS:-4}"
 URL="http://$HOST:$PORT/v1"
