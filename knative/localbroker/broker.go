@@ -166,7 +166,6 @@ func (b *Broker) Close() error {
 	consumers := b.consumers
 	b.mu.Unlock()
 
-	b.cancel()
 	if b.cron != nil {
 		<-b.cron.Stop().Done()
 	}
@@ -178,9 +177,15 @@ func (b *Broker) Close() error {
 			err = fmt.Errorf("localbroker: ingress shutdown: %w", e)
 		}
 	}
+	// First end the pulls (a message already buffered goes to the callback,
+	// which hands it back), then cut the deliveries in flight short: their
+	// naks reach a server that no longer has a pull of this Broker to
+	// redeliver them to, so the next Broker gets them at once instead of
+	// after the AckWait of a message redelivered into a stopped pull.
 	for _, cc := range consumers {
-		cc.Stop()
+		cc.Drain()
 	}
+	b.cancel()
 	// Wait for each consumer's goroutines to end; bounded, as a consumer
 	// whose NATS server is gone may never report it.
 	wait, cancelWait := context.WithTimeout(context.Background(), 5*time.Second)
