@@ -131,13 +131,9 @@ build_k8s() {
 }
 
 build_coredns() {
-	if "$BIN/coredns" -version 2>/dev/null | grep -q "${COREDNS_VERSION#v}"; then
-		log "CoreDNS $COREDNS_VERSION: cached"
-		return
-	fi
 	local d="$SRC/coredns"
 	mkdir -p "$d"
-	cat >"$d/main.go" <<'EOF'
+	cat >"$d/main.go.want" <<'EOF'
 // A CoreDNS with only the plugins a test cluster needs (they register
 // themselves on import).
 package main
@@ -145,6 +141,7 @@ package main
 import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
@@ -154,11 +151,16 @@ import (
 )
 
 func init() {
-	dnsserver.Directives = []string{"errors", "log", "loadbalance", "cache", "kubernetes", "forward"}
+	dnsserver.Directives = []string{"bind", "errors", "log", "loadbalance", "cache", "kubernetes", "forward"}
 }
 
 func main() { coremain.Run() }
 EOF
+	if cmp -s "$d/main.go.want" "$d/main.go" && "$BIN/coredns" -version 2>/dev/null | grep -q "${COREDNS_VERSION#v}"; then
+		log "CoreDNS $COREDNS_VERSION: cached"
+		return
+	fi
+	mv "$d/main.go.want" "$d/main.go"
 	printf 'module council.dev/cluster/coredns\n\ngo 1.26.0\n' >"$d/go.mod"
 	(cd "$d" && GOWORK=off GOFLAGS=-mod=mod go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>"$d/get.log" &&
 		GOWORK=off GOFLAGS=-mod=mod go mod tidy >>"$d/get.log" 2>&1) || die "go get coredns: $(tail -5 "$d/get.log")"
@@ -652,6 +654,22 @@ cmd_up() {
 
 apply() { kubectl apply "$@" >/dev/null; }
 
+# apply_release FILE NS: a release YAML with its CRDs and webhooks: once to
+# create the CRDs and Deployments, then, once the CRDs are established and
+# the Deployments of NS (its webhooks) are up, again for the rest, until the
+# API server takes all of it.
+apply_release() {
+	kubectl apply --server-side --force-conflicts -f "$1" >/dev/null 2>&1 || true
+	kubectl wait --for condition=established crd --all --timeout=60s >/dev/null
+	wait_deployments "$2" 300
+	local i err
+	for i in $(seq 1 30); do
+		err="$(kubectl apply --server-side --force-conflicts -f "$1" 2>&1 >/dev/null)" && return
+		sleep 2
+	done
+	die "kubectl apply -f $1: $err"
+}
+
 wait_deployments() {
 	local ns="$1" secs="$2"
 	kubectl -n "$ns" wait --for=condition=Available deployment --all --timeout="${secs}s" >/dev/null ||
@@ -659,7 +677,7 @@ wait_deployments() {
 }
 
 deploy_serving() {
-	apply --server-side -f "$YAML/serving.yaml" || apply -f "$YAML/serving.yaml"
+	apply_release "$YAML/serving.yaml" knative-serving
 	kubectl -n knative-serving patch configmap config-network --type merge \
 		-p "{\"data\":{\"ingress-class\":\"$INGRESS_CLASS\"}}" >/dev/null
 	kubectl -n knative-serving patch configmap config-autoscaler --type merge \
@@ -672,8 +690,8 @@ deploy_serving() {
 }
 
 deploy_eventing() {
-	apply --server-side -f "$YAML/eventing.yaml" || apply -f "$YAML/eventing.yaml"
-	apply --server-side -f "$YAML/natss.yaml" || apply -f "$YAML/natss.yaml"
+	apply_release "$YAML/eventing.yaml" knative-eventing
+	apply_release "$YAML/natss.yaml" knative-eventing
 	# eventing-natss' dispatcher mounts config-nats; without it it never starts.
 	kubectl -n knative-eventing apply -f - >/dev/null <<EOF
 apiVersion: v1
@@ -842,5 +860,10 @@ deploy) step deploy cmd_deploy ;;
 check) step check cmd_check ;;
 down) step down cmd_down ;;
 env) cmd_env ;;
+# One step of the script, for debugging: scripts/cluster.sh fn build_coredns
+fn)
+	shift
+	step "$*" "$@"
+	;;
 *) die "unknown command '$1' (want: test, deps, build, up, deploy, check, down, env)" ;;
 esac
