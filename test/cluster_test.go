@@ -152,6 +152,12 @@ func (c *clusterEnv) setup(ctx context.Context, t *testing.T, followers *sync.Wa
 // a NetworkPolicy that lets the broker (and this host) reach it past
 // council-default-deny, and Triggers for the end of every deliberation and
 // for the sweep PingSource's ticks.
+//
+// Each Trigger names its own dead-letter sink, as council's do: on
+// eventing-natss 1.15.1 a Trigger that leaves it to the Broker's delivery
+// stays DeadLetterSinkResolveFailed ("channel ... didn't set
+// status.deadLetterSinkURI": the NatsJetStreamChannel never resolves its
+// own spec.delivery's sink), seen on the cluster of scripts/cluster.sh.
 func sinkManifests(image, pingSource string) string {
 	trigger := func(name, filter string) string {
 		return fmt.Sprintf(`---
@@ -168,7 +174,12 @@ spec:
 %s
   subscriber:
     ref: {apiVersion: v1, kind: Service, name: orchestrator}
-  delivery: {retry: 3, backoffPolicy: exponential, backoffDelay: PT1S}
+  delivery:
+    retry: 3
+    backoffPolicy: exponential
+    backoffDelay: PT1S
+    deadLetterSink:
+      ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: council-dead-letter}
 `, name, clusterNS, filter)
 	}
 	return fmt.Sprintf(`apiVersion: apps/v1
