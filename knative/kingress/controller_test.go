@@ -19,6 +19,8 @@ import (
 	"knative.dev/networking/pkg/apis/networking/v1alpha1"
 	"knative.dev/networking/pkg/client/clientset/versioned/fake"
 	"knative.dev/pkg/apis"
+
+	"council.dev/shared/counciltest"
 )
 
 // The controller tests run against the clientset's fake. The real-cluster
@@ -86,15 +88,11 @@ func startController(t *testing.T, client *fake.Clientset, opts ...ControllerOpt
 	return table
 }
 
-// eventually polls cond until it holds or a deadline passes.
+// eventually waits until cond holds (counciltest.Within) or fails.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // a poll interval, not a wait for an outcome
+	if !counciltest.Within(10*time.Second, 5*time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
