@@ -26,11 +26,28 @@ const (
 	dirDev      = "overlays/dev"
 	dirProd     = "overlays/prod"
 	dirPlatform = "platform"
+	// dirOIDC is prod with the OIDC component (components/oidc), for a
+	// broker whose channel sends OIDC tokens; dirPlatformOIDC the Eventing
+	// flag it needs.
+	dirOIDC         = "testdata/oidc"
+	dirPlatformOIDC = "platform/oidc"
 )
 
 // deployables are the kustomizations that deploy council, each a complete
-// set of manifests.
-func deployables() []string { return []string{dirBase, dirDev, dirProd} }
+// set of manifests: the ones council ships, and prod with OIDC.
+func deployables() []string { return append(shipped(), dirOIDC) }
+
+// shipped are the kustomizations council ships as they are.
+func shipped() []string { return []string{dirBase, dirDev, dirProd} }
+
+// platformOf returns the Knative settings the deployable dir needs:
+// platform/, and platform/oidc for the OIDC component.
+func platformOf(dir string) []string {
+	if dir == dirOIDC {
+		return []string{dirPlatform, dirPlatformOIDC}
+	}
+	return []string{dirPlatform}
+}
 
 // object is one rendered document.
 type object = kustomized.Object
@@ -145,10 +162,15 @@ func clusterContext(t *testing.T, platformCMs []*corev1.ConfigMap) context.Conte
 	return apis.WithinCreate(ctx)
 }
 
-// platformContext is clusterContext with the settings of platform/.
-func platformContext(t *testing.T) context.Context {
+// platformContext is clusterContext with the settings the deployable dir
+// needs (platformOf).
+func platformContext(t *testing.T, dir string) context.Context {
 	t.Helper()
-	return clusterContext(t, decode(t, render(t, dirPlatform)).configMaps)
+	var cms []*corev1.ConfigMap
+	for _, p := range platformOf(dir) {
+		cms = append(cms, decode(t, render(t, p)).configMaps...)
+	}
+	return clusterContext(t, cms)
 }
 
 // koPrefix marks an image ko builds from a Go import path.
@@ -204,9 +226,9 @@ func admitAll(ctx context.Context, t *testing.T, m manifests) []error {
 // validation on it, as the admission webhooks would on kubectl apply to a
 // cluster with platform/ applied. Any error-level diagnostic fails.
 func TestManifestsAreAdmitted(t *testing.T) {
-	ctx := platformContext(t)
 	for _, dir := range deployables() {
 		t.Run(dir, func(t *testing.T) {
+			ctx := platformContext(t, dir)
 			m := decode(t, render(t, dir))
 			if len(m.services) == 0 || len(m.triggers) == 0 || len(m.brokers) == 0 {
 				t.Fatalf("%s: %d Services, %d Triggers, %d Brokers; want some of each",
@@ -240,14 +262,24 @@ func TestPlatformSettingsAreNeeded(t *testing.T) {
 	}
 }
 
-// TestPlatformSettingsParse checks platform/ holds only ConfigMaps of the
-// Knative installation, each parsed without error by Knative's own config
-// constructors (a wrong value would make the Knative controllers fail).
+// TestPlatformSettingsParse checks platform/ and platform/oidc hold only
+// ConfigMaps of the Knative installation, each parsed without error by
+// Knative's own config constructors (a wrong value would make the Knative
+// controllers fail).
 func TestPlatformSettingsParse(t *testing.T) {
-	m := decode(t, render(t, dirPlatform))
+	for _, dir := range []string{dirPlatform, dirPlatformOIDC} {
+		t.Run(dir, func(t *testing.T) { checkPlatformSettings(t, dir) })
+	}
+}
+
+func checkPlatformSettings(t *testing.T, dir string) {
+	m := decode(t, render(t, dir))
+	if len(m.configMaps) == 0 {
+		t.Errorf("%s has no ConfigMap", dir)
+	}
 	if n := len(m.services) + len(m.brokers) + len(m.triggers) + len(m.pingSources) +
 		len(m.sinkBindings) + len(m.namespaces) + len(m.secrets) + len(m.eventPolicies) + len(m.networkPolicies); n != 0 {
-		t.Errorf("platform/ has %d objects besides ConfigMaps; want only Knative settings", n)
+		t.Errorf("%s has %d objects besides ConfigMaps; want only Knative settings", dir, n)
 	}
 	for _, cm := range m.configMaps {
 		var err error

@@ -2,6 +2,7 @@ package knative
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -12,12 +13,13 @@ import (
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 )
 
-// TestEveryFunctionHasItsEventPolicy: in every deployable, each function
-// has one EventPolicy whose senders are exactly the Triggers that subscribe
-// it, and each of those Triggers asks for the function's OIDC audience,
-// council.dev/<function>, which the function verifies.
+// TestEveryFunctionHasItsEventPolicy: with the OIDC component, each
+// function has one EventPolicy whose senders are exactly the Triggers that
+// subscribe it; each of those Triggers asks for the function's OIDC
+// audience, council.dev/<function>, and is named <function>-*, and the
+// function verifies exactly that audience and those subjects.
 func TestEveryFunctionHasItsEventPolicy(t *testing.T) {
-	for _, dir := range deployables() {
+	for _, dir := range []string{dirOIDC} {
 		t.Run(dir, func(t *testing.T) {
 			m := decode(t, render(t, dir))
 			for _, fn := range functionNames() {
@@ -53,6 +55,20 @@ func TestEveryFunctionHasItsEventPolicy(t *testing.T) {
 					if aud := tr.Spec.Subscriber.Audience; aud == nil || *aud != "council.dev/"+fn {
 						t.Errorf("Trigger %s: subscriber audience %v; want council.dev/%s", tr.Name, aud, fn)
 					}
+					if !strings.HasPrefix(tr.Name, fn+"-") {
+						t.Errorf("Trigger %s subscribes %s but its service account is not one of %s-*", tr.Name, fn, fn)
+					}
+				}
+				env := functionEnv(t, m, fn)
+				want := map[string]string{
+					"COUNCIL_AUTH_OIDC_AUDIENCE": "council.dev/" + fn,
+					"COUNCIL_AUTH_OIDC_SUBJECTS": "system:serviceaccount:council:" + fn + "-*",
+					"COUNCIL_AUTH_OIDC_ISSUER":   "https://kubernetes.default.svc.cluster.local",
+				}
+				for k, v := range want {
+					if env[k] != v {
+						t.Errorf("Service %s: %s=%q; want %q", fn, k, env[k], v)
+					}
 				}
 				slices.Sort(senders)
 				slices.Sort(subscribers)
@@ -67,19 +83,74 @@ func TestEveryFunctionHasItsEventPolicy(t *testing.T) {
 	}
 }
 
-// TestEventPoliciesNeedTheOIDCFeature shows why platform/config-features
-// exists: a stock Knative Eventing refuses an EventPolicy.
+// TestEventPoliciesNeedTheOIDCFeature shows why platform/oidc exists: a
+// stock Knative Eventing refuses an EventPolicy.
 func TestEventPoliciesNeedTheOIDCFeature(t *testing.T) {
 	stock := clusterContext(t, nil)
-	m := decode(t, render(t, dirBase))
+	m := decode(t, render(t, dirOIDC))
 	if len(m.eventPolicies) == 0 {
-		t.Fatal("base has no EventPolicy")
+		t.Fatal("the OIDC component adds no EventPolicy")
 	}
 	for _, ep := range m.eventPolicies {
 		if err := admit(stock, t, ep.DeepCopy(), "EventPolicy "+ep.Name); err == nil {
 			t.Errorf("EventPolicy %s admitted without authentication-oidc; want refused", ep.Name)
 		}
 	}
+}
+
+// TestShippedManifestsNeedNoOIDC: the kustomizations council ships run on
+// the broker they name, a NatsJetStreamChannel, whose dispatcher
+// (eventing-natss 1.15.1) sends no OIDC token. On a real cluster with
+// authentication-oidc on, the broker filter answered 401 to every delivery
+// from that channel and no event reached a function (docs/deploy.md). So
+// they hold no EventPolicy (refused while the feature is off), no function
+// demands a token, and platform/ leaves the feature alone: OIDC is the
+// opt-in components/oidc with platform/oidc.
+func TestShippedManifestsNeedNoOIDC(t *testing.T) {
+	for _, dir := range shipped() {
+		t.Run(dir, func(t *testing.T) {
+			m := decode(t, render(t, dir))
+			if len(m.eventPolicies) != 0 {
+				t.Errorf("%s has %d EventPolicies; want none (components/oidc)", dir, len(m.eventPolicies))
+			}
+			for _, fn := range functionNames() {
+				for k := range functionEnv(t, m, fn) {
+					if strings.HasPrefix(k, "COUNCIL_AUTH_OIDC_") {
+						t.Errorf("%s: Service %s sets %s; want it only from components/oidc", dir, fn, k)
+					}
+				}
+			}
+		})
+	}
+	for _, cm := range decode(t, render(t, dirPlatform)).configMaps {
+		if _, ok := cm.Data["authentication-oidc"]; ok {
+			t.Errorf("platform/ sets authentication-oidc in %s/%s; want it only in platform/oidc", cm.Namespace, cm.Name)
+		}
+	}
+	m := decode(t, render(t, dirOIDC))
+	if len(m.eventPolicies) != len(functionNames()) {
+		t.Errorf("%s has %d EventPolicies; want one per function", dirOIDC, len(m.eventPolicies))
+	}
+}
+
+// functionEnv returns the literal environment of the function fn's
+// container in m, failing t when m has no such Service.
+func functionEnv(t *testing.T, m manifests, fn string) map[string]string {
+	t.Helper()
+	for _, s := range m.services {
+		if s.Name != fn {
+			continue
+		}
+		env := map[string]string{}
+		for _, c := range s.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+		}
+		return env
+	}
+	t.Fatalf("no Service %s", fn)
+	return nil
 }
 
 // TestEveryWorkloadHasItsNetworkPolicy: council's namespace denies all

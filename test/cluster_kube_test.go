@@ -13,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // clusterNS is the namespace knative/overlays/dev deploys council into.
@@ -399,4 +402,69 @@ func firstPodSince(pods []kubePod, since time.Time) (kubePod, bool) {
 		return cand[i].Metadata.CreationTimestamp.Before(cand[j].Metadata.CreationTimestamp)
 	})
 	return cand[0], true
+}
+
+// channelConsumers are the JetStream consumers of the Broker's channel
+// streams (eventing-natss names them KN_SUB_<Subscription UID>), against
+// the Subscriptions in council's namespace.
+type channelConsumers struct {
+	Subscriptions int // Subscriptions in the namespace
+	Consumers     int // consumers on the KN_COUNCIL__* streams
+	// Orphans are consumers of Subscriptions that no longer exist;
+	// OrphansBound those of them something still receives from (a push
+	// consumer whose deliver subject has a subscriber): they deliver
+	// every event a second time.
+	Orphans, OrphansBound int
+}
+
+// inspectChannel reads the channel's consumers from the NATS server the
+// cluster's nats-io/nats Service points at (on this host).
+func inspectChannel(ctx context.Context) (channelConsumers, error) {
+	var cc channelConsumers
+	out, err := kubectl(ctx, "", "-n", clusterNS, "get", "subscriptions.messaging.knative.dev", "-o", "jsonpath={.items[*].metadata.uid}")
+	if err != nil {
+		return cc, err
+	}
+	live := map[string]bool{}
+	for _, uid := range strings.Fields(string(out)) {
+		live["KN_SUB_"+strings.ToUpper(strings.ReplaceAll(uid, "-", ""))] = true
+	}
+	cc.Subscriptions = len(live)
+	ip, err := kubectl(ctx, "", "-n", "nats-io", "get", "endpointslice", "nats-host", "-o", "jsonpath={.endpoints[0].addresses[0]}")
+	if err != nil {
+		return cc, err
+	}
+	nc, err := nats.Connect("nats://" + string(ip) + ":4222")
+	if err != nil {
+		return cc, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return cc, err
+	}
+	streams := js.ListStreams(ctx)
+	for s := range streams.Info() {
+		if !strings.HasPrefix(s.Config.Name, "KN_COUNCIL__") {
+			continue
+		}
+		stream, err := js.Stream(ctx, s.Config.Name)
+		if err != nil {
+			return cc, err
+		}
+		consumers := stream.ListConsumers(ctx)
+		for ci := range consumers.Info() {
+			cc.Consumers++
+			if !live[ci.Name] {
+				cc.Orphans++
+				if ci.PushBound {
+					cc.OrphansBound++
+				}
+			}
+		}
+		if err := consumers.Err(); err != nil {
+			return cc, err
+		}
+	}
+	return cc, streams.Err()
 }

@@ -146,6 +146,22 @@ func (c *clusterEnv) setup(ctx context.Context, t *testing.T, followers *sync.Wa
 	c.logs = followLogs(ctx, followers, containers)
 	c.figs.add(t, "setup", "seconds", time.Since(start))
 	c.figs.add(t, "setup", "oidc_token", c.token != "")
+	c.channelFigures(t, "setup")
+}
+
+// channelFigures reports the channel's consumers against its
+// Subscriptions (inspectChannel) as figures of check.
+func (c *clusterEnv) channelFigures(t *testing.T, check string) {
+	t.Helper()
+	cc, err := inspectChannel(context.Background())
+	if err != nil {
+		t.Logf("channel consumers: %v", err)
+		return
+	}
+	c.figs.add(t, check, "channel_subscriptions", cc.Subscriptions)
+	c.figs.add(t, check, "channel_consumers", cc.Consumers)
+	c.figs.add(t, check, "channel_orphan_consumers", cc.Orphans)
+	c.figs.add(t, check, "channel_orphans_receiving", cc.OrphansBound)
 }
 
 // sinkManifests are the stand-in orchestrator: the event sink, its Service,
@@ -554,6 +570,7 @@ func (c *clusterEnv) checkLoad(t *testing.T) {
 	}
 	c.figs.add(t, "load", "completed", completed)
 	c.figs.add(t, "load", "completed_deliveries", deliveries)
+	c.channelFigures(t, "load")
 }
 
 // checkInvalidEvent: a deliberation.requested without agents is answered
