@@ -16,8 +16,6 @@
 #   scripts/cluster.sh check    the checks (cd test && go test -tags cluster -run TestCluster)
 #   scripts/cluster.sh down     stop everything by PID, remove iptables rules, nft tables, the bridge, network
 #                               namespaces, mounts and cgroups the run made, restore the sysctls it changed
-#   COUNCIL_CLUSTER_OIDC=off    after deploy, turn Eventing's OIDC off and drop the functions' token check
-#                               (eventing-natss 1.15.1 sends no OIDC token: see oidc_off below)
 #   scripts/cluster.sh env      print the environment a shell needs to use the cluster (KUBECONFIG, PATH)
 #
 # What runs where: every process runs on this machine, in the background,
@@ -59,6 +57,10 @@ POD_CIDR="10.244.0.0/24"
 SERVICE_CIDR="10.96.0.0/16"
 DNS_IP="10.96.0.10"
 INGRESS_CLASS="council.ingress.networking.knative.dev"
+# CPU requests on a 2-core node: Knative's own Deployments, and each
+# Knative pod's queue-proxy (25m by default). See fit_requests.
+SYSTEM_CPU="${COUNCIL_CLUSTER_SYSTEM_CPU:-20m}"
+SIDECAR_CPU="${COUNCIL_CLUSTER_SIDECAR_CPU:-10m}"
 # The image knative/base/dead-letter.yaml names, under gcr.io.
 EVENT_DISPLAY="knative-releases/knative.dev/eventing/cmd/event_display"
 
@@ -685,10 +687,26 @@ deploy_serving() {
 	kubectl -n knative-serving patch configmap config-autoscaler --type merge \
 		-p '{"data":{"stable-window":"6s","scale-to-zero-grace-period":"6s"}}' >/dev/null
 	kubectl -n knative-serving patch configmap config-deployment --type merge \
-		-p "{\"data\":{\"registries-skipping-tag-resolving\":\"kind.local,ko.local,dev.local,gcr.io,$REG\"}}" >/dev/null
+		-p "{\"data\":{\"registries-skipping-tag-resolving\":\"kind.local,ko.local,dev.local,gcr.io,$REG\",\"queue-sidecar-cpu-request\":\"$SIDECAR_CPU\"}}" >/dev/null
 	apply -f "$YAML/kingress.yaml"
+	fit_requests knative-serving kingress-system
 	wait_deployments knative-serving 300
 	wait_deployments kingress-system 120
+}
+
+# fit_requests lowers the CPU requests of every container of the
+# Deployments in the namespaces given to $SYSTEM_CPU: the releases ask for
+# 100-300m each (about 1.4 cores for Serving, Eventing and eventing-natss),
+# which on a 2-core node leaves too little for the functions at max-scale
+# (seen: execute's pods Pending, "Insufficient cpu", under the load check).
+# Idle, each uses a few millicores. Limits stay as released.
+fit_requests() {
+	local ns d
+	for ns in "$@"; do
+		for d in $(kubectl -n "$ns" get deployments -o name); do
+			kubectl -n "$ns" set resources "$d" --requests=cpu="$SYSTEM_CPU" >/dev/null
+		done
+	done
 }
 
 deploy_eventing() {
@@ -707,6 +725,7 @@ data:
       reconnectWaitMilliseconds: 2000
 EOF
 	apply_release "$YAML/natss.yaml" knative-eventing
+	fit_requests knative-eventing
 	# Every Broker's channel is a NatsJetStreamChannel.
 	kubectl -n knative-eventing apply -f - >/dev/null <<EOF
 apiVersion: v1
@@ -738,36 +757,11 @@ deploy_platform() {
 	(cd "$ROOT" && kubectl kustomize knative/platform) | apply -f -
 }
 
-# oidc_off turns Eventing's authentication-oidc off and drops the functions'
-# OIDC verification (COUNCIL_AUTH_OIDC_*), live, after the overlay is
-# applied: only with COUNCIL_CLUSTER_OIDC=off. eventing-natss 1.15.1's
-# dispatcher never sends an OIDC token (its oidcServiceAccount is never
-# set), so with the feature on the broker filter answers every delivery
-# from the channel 401 and the dispatcher drops it (a 4xx before the last
-# try is terminated, not dead-lettered): no event reaches a function. This
-# knob measures everything else on such a cluster; the overlay as is
-# cannot deliver there (docs/deploy.md).
-oidc_off() {
-	log "COUNCIL_CLUSTER_OIDC=off: authentication-oidc disabled and COUNCIL_AUTH_OIDC_* removed from execute, generate, critique (not the overlay as is)"
-	kubectl -n knative-eventing patch configmap config-features --type merge -p '{"data":{"authentication-oidc":"disabled"}}' >/dev/null
-	local s patch
-	for s in execute generate critique; do
-		patch="$(kubectl -n council get ksvc "$s" -o json | jq -c '.spec.template.spec.containers[0] |
-			.env |= map(select(.name | startswith("COUNCIL_AUTH_OIDC") | not)) | {spec: {template: {spec: {containers: [.]}}}}')"
-		kubectl -n council patch ksvc "$s" --type merge -p "$patch" >/dev/null
-	done
-	kubectl -n council wait --for=condition=Ready ksvc --all --timeout=300s >/dev/null ||
-		{ kubectl -n council get ksvc >&2; die "council's Knative Services not Ready after the OIDC patch"; }
-}
-
 cmd_deploy() {
 	step "Knative Serving + KIngress" deploy_serving
 	step "Knative Eventing + MT channel broker + eventing-natss" deploy_eventing
 	step "council's platform settings (knative/platform)" deploy_platform
 	step "council (knative/overlays/dev, as is)" deploy_council
-	if [[ "${COUNCIL_CLUSTER_OIDC:-on}" == off ]]; then
-		step "OIDC off (COUNCIL_CLUSTER_OIDC=off)" oidc_off
-	fi
 	kubectl -n council get ksvc,broker,trigger,pingsource 2>/dev/null >&2 || true
 }
 

@@ -437,6 +437,23 @@ func maxScale(t testing.TB, name string) int {
 	return n
 }
 
+// loadDeadline is the deadline (timeout_seconds) of each deliberation of
+// the load check.
+const loadDeadline = 20 * time.Minute
+
+// setConstraint sets data.constraints[key] of the request e to v.
+func setConstraint(t *testing.T, e *event.Event, key string, v any) {
+	t.Helper()
+	var data map[string]any
+	if err := json.Unmarshal(e.Data(), &data); err != nil {
+		t.Fatal(err)
+	}
+	data["constraints"].(map[string]any)[key] = v
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // checkLoad: 20 deliberations at once scale generate and critique out,
 // within their max-scale, all complete exactly once, and everything goes
 // back to zero. The pod counts are sampled every 2 s.
@@ -452,6 +469,11 @@ func (c *clusterEnv) checkLoad(t *testing.T) {
 	ids := make([]string, n)
 	for i := range reqs {
 		reqs[i], ids[i], _ = clusterRequest(t, fmt.Sprintf("load%02d", i))
+		// 20 deliberations are 300 LLM calls to one tiny model on the
+		// node's 2 CPU cores, beside the whole cluster: about 640 s here,
+		// more than the fixture's 600 s deadline. This check is about
+		// scaling, so each gets loadDeadline.
+		setConstraint(t, &reqs[i], "timeout_seconds", int(loadDeadline.Seconds()))
 	}
 
 	peak, peakReady := map[string]int{}, map[string]int{}
@@ -502,7 +524,7 @@ func (c *clusterEnv) checkLoad(t *testing.T) {
 	}
 	c.figs.add(t, "load", "posted_s", time.Since(sent))
 
-	took, err := pollUntil(15*time.Minute, 2*time.Second, func(ctx context.Context) (bool, error) {
+	took, err := pollUntil(loadDeadline+time.Minute, 2*time.Second, func(ctx context.Context) (bool, error) {
 		_, serr := sample(ctx)
 		evs, err := c.sinkEvents(ctx)
 		if err != nil {
@@ -601,29 +623,44 @@ func (c *clusterEnv) checkInvalidEvent(t *testing.T) {
 
 	sent := time.Now()
 	c.mustPost(t, e)
-	took, err := pollUntil(3*time.Minute, time.Second, func(context.Context) (bool, error) {
-		return len(deadLettered()) > 0, fmt.Errorf("event %s not in council-dead-letter's logs", e.ID())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.figs.add(t, "invalid", "to_dead_letter_s", time.Since(sent))
-	t.Logf("dead letter seen after %s of polling", took.Round(time.Second))
-	if _, err := pollUntil(time.Minute, time.Second, func(context.Context) (bool, error) {
+	if _, err := pollUntil(2*time.Minute, time.Second, func(context.Context) (bool, error) {
 		return len(ex.handled(e.ID())) > 0, fmt.Errorf("event %s not in execute's logs", e.ID())
 	}); err != nil {
-		t.Error(err)
+		t.Fatal(err)
 	}
-	// A retry or a second dead-lettering would follow within the Trigger's
-	// backoff (1 s, one retry in the dev overlay): watch a while longer.
+	c.figs.add(t, "invalid", "answered_s", time.Since(sent))
+	// The dead letter follows the answer at once; a retry would follow
+	// within the Trigger's backoff (1 s, one retry in the dev overlay).
+	if took, err := pollUntil(time.Minute, time.Second, func(context.Context) (bool, error) {
+		return len(deadLettered()) > 0, fmt.Errorf("event %s not in council-dead-letter's logs", e.ID())
+	}); err == nil {
+		c.figs.add(t, "invalid", "to_dead_letter_s", time.Since(sent))
+		t.Logf("dead letter seen after %s of polling", took.Round(time.Second))
+	}
 	_, _ = pollUntil(15*time.Second, time.Second, func(context.Context) (bool, error) {
 		return len(deadLettered()) > 1 || len(ex.handled(e.ID())) > 1, nil
 	})
 
+	lines := ex.handled(e.ID())
+	c.figs.add(t, "invalid", "execute_handled", len(lines))
+	if len(lines) != 1 {
+		t.Errorf("execute logged event %s %d times, want once (never retried): %+v", e.ID(), len(lines), lines)
+	}
+	for _, l := range lines {
+		c.figs.add(t, "invalid", "execute_status", l.Status)
+		if l.Status != http.StatusBadRequest && l.Status != http.StatusUnprocessableEntity {
+			t.Errorf("execute answered %d (%s: %s), want 400 or 422", l.Status, l.Outcome, l.Error)
+		}
+	}
 	got := deadLettered()
 	c.figs.add(t, "invalid", "dead_letters", len(got))
 	if len(got) != 1 {
-		t.Errorf("event %s dead-lettered %d times, want exactly once", e.ID(), len(got))
+		// eventing-natss 1.15.1 (pkg/channel/jetstream/dispatcher,
+		// message_dispatcher.go) sends to the dead-letter sink only on the
+		// last try (NumDelivered > retry) and terminates a 4xx before it:
+		// with retry >= 1 a 400 is dropped (docs/deploy.md).
+		t.Errorf("event %s dead-lettered %d times, want exactly once (the Trigger's delivery has retry %d)",
+			e.ID(), len(got), triggerRetry(t, "execute-deliberation-requested"))
 	}
 	for _, d := range got {
 		code := d.exts["knativeerrorcode"]
@@ -632,17 +669,21 @@ func (c *clusterEnv) checkInvalidEvent(t *testing.T) {
 			t.Errorf("dead letter's knativeerrorcode = %q, want 4xx", code)
 		}
 	}
-	lines := ex.handled(e.ID())
-	c.figs.add(t, "invalid", "execute_handled", len(lines))
-	if len(lines) != 1 {
-		t.Errorf("execute logged event %s %d times, want once: %+v", e.ID(), len(lines), lines)
+}
+
+// triggerRetry returns spec.delivery.retry of the Trigger name in council's
+// namespace (-1 when it cannot be read).
+func triggerRetry(t *testing.T, name string) int {
+	out, err := kubectl(context.Background(), "", "-n", clusterNS, "get", "trigger", name, "-o", "jsonpath={.spec.delivery.retry}")
+	if err != nil {
+		t.Logf("trigger %s: %v", name, err)
+		return -1
 	}
-	for _, l := range lines {
-		c.figs.add(t, "invalid", "execute_status", l.Status)
-		if l.Status != http.StatusBadRequest && l.Status != http.StatusUnprocessableEntity {
-			t.Errorf("execute answered %d (%s: %s), want 400 or 422", l.Status, l.Outcome, l.Error)
-		}
+	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		return -1
 	}
+	return n
 }
 
 // checkKillGenerate: every generate pod is force-deleted as soon as one is

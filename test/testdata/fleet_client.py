@@ -75,7 +75,7 @@ def main():
             task_id=f"derive-{plan}",
             task_description=f"Derive the implementation tasks of plan {plan} for story {story}: rate-limit the public API.",
             role="SYSTEM",
-            constraints=pb.TaskConstraints(story_id=story, plan_id=plan, timeout_seconds=120, max_retries=2,
+            constraints=pb.TaskConstraints(story_id=story, plan_id=plan, timeout_seconds=300, max_retries=2,
                                            metadata={"story_id": story, "task_type": "TASK_DERIVATION"}),
             agents=[pb.Agent(id="task-deriver-001", role="SYSTEM", model=scenario["model"], prompt_template="")],
             vllm_url=scenario["vllm_url"], vllm_model=scenario["model"],
