@@ -437,23 +437,6 @@ func maxScale(t testing.TB, name string) int {
 	return n
 }
 
-// loadDeadline is the deadline (timeout_seconds) of each deliberation of
-// the load check.
-const loadDeadline = 20 * time.Minute
-
-// setConstraint sets data.constraints[key] of the request e to v.
-func setConstraint(t *testing.T, e *event.Event, key string, v any) {
-	t.Helper()
-	var data map[string]any
-	if err := json.Unmarshal(e.Data(), &data); err != nil {
-		t.Fatal(err)
-	}
-	data["constraints"].(map[string]any)[key] = v
-	if err := e.SetData(event.ApplicationJSON, data); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // checkLoad: 20 deliberations at once scale generate and critique out,
 // within their max-scale, all complete exactly once, and everything goes
 // back to zero. The pod counts are sampled every 2 s.
@@ -469,11 +452,6 @@ func (c *clusterEnv) checkLoad(t *testing.T) {
 	ids := make([]string, n)
 	for i := range reqs {
 		reqs[i], ids[i], _ = clusterRequest(t, fmt.Sprintf("load%02d", i))
-		// 20 deliberations are 300 LLM calls to one tiny model on the
-		// node's 2 CPU cores, beside the whole cluster: about 640 s here,
-		// more than the fixture's 600 s deadline. This check is about
-		// scaling, so each gets loadDeadline.
-		setConstraint(t, &reqs[i], "timeout_seconds", int(loadDeadline.Seconds()))
 	}
 
 	peak, peakReady := map[string]int{}, map[string]int{}
@@ -524,7 +502,7 @@ func (c *clusterEnv) checkLoad(t *testing.T) {
 	}
 	c.figs.add(t, "load", "posted_s", time.Since(sent))
 
-	took, err := pollUntil(loadDeadline+time.Minute, 2*time.Second, func(ctx context.Context) (bool, error) {
+	took, err := pollUntil(15*time.Minute, 2*time.Second, func(ctx context.Context) (bool, error) {
 		_, serr := sample(ctx)
 		evs, err := c.sinkEvents(ctx)
 		if err != nil {
