@@ -229,17 +229,7 @@ func clusterRequest(t testing.TB, tag string) (event.Event, string, string) {
 // post sends e to the broker ingress in binary mode, as the Orchestrator
 // does, and returns the status it answered.
 func (c *clusterEnv) post(ctx context.Context, e event.Event) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.broker, nil)
-	if err != nil {
-		return 0, err
-	}
-	if err := cehttp.WriteRequest(binding.WithForceBinary(ctx), binding.ToMessage(&e), req); err != nil {
-		return 0, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	res, err := c.http.Do(req)
+	res, err := c.send(ctx, c.broker, "", c.token, e)
 	if err != nil {
 		return 0, fmt.Errorf("broker ingress: %w", err)
 	}
@@ -249,6 +239,37 @@ func (c *clusterEnv) post(ctx context.Context, e event.Event) (int, error) {
 		return res.StatusCode, fmt.Errorf("broker ingress answered %s: %s", res.Status, b)
 	}
 	return res.StatusCode, nil
+}
+
+// postTo sends e in binary mode to url with the Host header host and, when
+// not empty, the bearer token, and returns the status answered.
+func (c *clusterEnv) postTo(ctx context.Context, url, host, token string, e event.Event) (int, error) {
+	res, err := c.send(ctx, url, host, token, e)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// send posts e in binary mode to url (Host header host when not empty, a
+// bearer token when not empty).
+func (c *clusterEnv) send(ctx context.Context, url, host, token string, e event.Event) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := cehttp.WriteRequest(binding.WithForceBinary(ctx), binding.ToMessage(&e), req); err != nil {
+		return nil, err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return c.http.Do(req)
 }
 
 // mustPost posts e and wants 202.

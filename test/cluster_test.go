@@ -52,6 +52,11 @@ func TestCluster(t *testing.T) {
 		t.FailNow()
 	}
 	t.Run("deliberation", c.checkDeliberation)
+	if os.Getenv(oidcEnv) == "on" {
+		// scripts/cluster.sh deployed knative/cluster/oidc: the OIDC
+		// component on an InMemoryChannel broker.
+		t.Run("sender identity", c.checkSenderIdentity)
+	}
 	t.Run("scale to zero and back", c.checkScaleFromZero)
 	t.Run("load", c.checkLoad)
 	t.Run("invalid event", c.checkInvalidEvent)
@@ -527,7 +532,7 @@ func (c *clusterEnv) checkLoad(t *testing.T) {
 
 	back, err := pollUntil(5*time.Minute, 2*time.Second, func(ctx context.Context) (bool, error) {
 		all, err := sample(ctx)
-		return err == nil && all == 0, fmt.Errorf("pods left: %s (%v)", last, err)
+		return err == nil && all == 0, fmt.Errorf("pods left: %s (%w)", last, err)
 	})
 	if err != nil {
 		t.Errorf("the functions did not go back to zero: %v", err)
@@ -662,6 +667,70 @@ func triggerRetry(t *testing.T, name string) int {
 		return -1
 	}
 	return n
+}
+
+// oidcEnv names the variable scripts/cluster.sh sets when it deployed the
+// OIDC component (knative/cluster/oidc) instead of the dev overlay.
+const oidcEnv = "COUNCIL_CLUSTER_OIDC"
+
+// checkSenderIdentity: with the OIDC component, execute answers an event
+// posted straight to it (past the broker, through the cluster's ingress)
+// 401 without a token or with one for another audience, 403 with a token of
+// a service account that is not one of its Triggers', and reads the event
+// (400: it has no agents) with a token of its own Trigger's service account.
+func (c *clusterEnv) checkSenderIdentity(t *testing.T) {
+	t.Cleanup(func() { c.diagnose(t, "execute") })
+	ctx := context.Background()
+	ip, err := kubectl(ctx, "", "-n", "kingress-system", "get", "service", "kingress", "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := kubectl(ctx, "", "-n", clusterNS, "get", "trigger", "execute-deliberation-requested", "-o", "jsonpath={.status.auth.serviceAccountName}")
+	if err != nil || len(sa) == 0 {
+		t.Fatalf("Trigger execute-deliberation-requested has no OIDC service account (%v)", err)
+	}
+	token := func(account, audience string) string {
+		tok, err := kubectl(ctx, "", "-n", clusterNS, "create", "token", account, "--audience", audience, "--duration", "10m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(tok))
+	}
+	cases := []struct {
+		name, token string
+		want        int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"another audience", token(string(sa), "council.dev/generate"), http.StatusUnauthorized},
+		{"not a Trigger of execute", token("default", "council.dev/execute"), http.StatusForbidden},
+		{"execute's Trigger", token(string(sa), "council.dev/execute"), http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		e, _, _ := clusterRequest(t, "identity")
+		var data map[string]any
+		if err := json.Unmarshal(e.Data(), &data); err != nil {
+			t.Fatal(err)
+		}
+		delete(data, "agents") // read past the token check: 400
+		if err := e.SetData(event.ApplicationJSON, data); err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		// The first request may wake execute from zero (the activator holds it).
+		_, err := pollUntil(2*time.Minute, time.Second, func(ctx context.Context) (bool, error) {
+			var err error
+			got, err = c.postTo(ctx, "http://"+string(ip), "execute."+clusterNS+".svc.cluster.local", tc.token, e)
+			return err == nil && got != http.StatusServiceUnavailable && got != http.StatusBadGateway, err
+		})
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		c.figs.add(t, "identity", strings.ReplaceAll(tc.name, " ", "_"), got)
+		if got != tc.want {
+			t.Errorf("%s: execute answered %d; want %d", tc.name, got, tc.want)
+		}
+	}
 }
 
 // checkKillGenerate: every generate pod is force-deleted as soon as one is

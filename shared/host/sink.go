@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/client"
@@ -18,8 +21,16 @@ import (
 // DefaultSinkTimeout bounds one POST to the sink.
 const DefaultSinkTimeout = 30 * time.Second
 
+// DefaultSinkTokenFile is where a SinkBinding mounts the OIDC token for its
+// sink's audience when Knative Eventing's authentication-oidc feature is on
+// (Eventing's SinkBinding, volume oidc-token at /oidc); the broker ingress
+// then answers 401 to a request without it. Without the feature the file
+// does not exist and the sink is posted to without a token.
+const DefaultSinkTokenFile = "/oidc/token"
+
 // SinkEmitter sends envelopes as CloudEvents in binary mode to one URL, the
-// Knative sink (K_SINK, usually the broker ingress). It does not retry: a
+// Knative sink (K_SINK, usually the broker ingress), with the SinkBinding's
+// OIDC token when there is one (DefaultSinkTokenFile). It does not retry: a
 // transient failure is returned as council.ErrUnavailable so that the
 // handler that emitted fails and its own event is redelivered.
 type SinkEmitter struct {
@@ -34,6 +45,17 @@ type SinkOption func(*sinkOptions) error
 
 type sinkOptions struct {
 	httpClient *http.Client
+	tokenFile  string
+}
+
+// WithSinkTokenFile sets the file the bearer token for the sink is read
+// from before each request (DefaultSinkTokenFile by default; Eventing
+// refreshes it in place); "" sends none.
+func WithSinkTokenFile(path string) SinkOption {
+	return func(o *sinkOptions) error {
+		o.tokenFile = path
+		return nil
+	}
 }
 
 // WithHTTPClient sets the HTTP client; the default has a DefaultSinkTimeout
@@ -54,13 +76,21 @@ func NewSinkEmitter(target string, opts ...SinkOption) (*SinkEmitter, error) {
 	if why := checkURL(target, []string{"http", "https"}); why != "" {
 		return nil, fmt.Errorf("host: new sink emitter: %w", council.Invalidf("target %q: %s", target, why))
 	}
-	o := sinkOptions{httpClient: &http.Client{Timeout: DefaultSinkTimeout}}
+	o := sinkOptions{httpClient: &http.Client{Timeout: DefaultSinkTimeout}, tokenFile: DefaultSinkTokenFile}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("host: new sink emitter: %w", council.Invalidf("%v", err))
 		}
 	}
-	p, err := cehttp.New(cehttp.WithTarget(target), cehttp.WithClient(*o.httpClient))
+	hc := *o.httpClient
+	if o.tokenFile != "" {
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc.Transport = sinkTokenTransport{base: base, file: o.tokenFile}
+	}
+	p, err := cehttp.New(cehttp.WithTarget(target), cehttp.WithClient(hc))
 	if err != nil {
 		return nil, fmt.Errorf("host: new sink emitter: %w", err)
 	}
@@ -106,4 +136,30 @@ func (s *SinkEmitter) Emit(ctx context.Context, env council.Envelope) error {
 	default:
 		return fmt.Errorf("host: emit %s: sink answered %d: %w: %w", env.ID, code, council.ErrInvalid, res)
 	}
+}
+
+// sinkTokenTransport adds "Authorization: Bearer <token>" to each request,
+// the token read from file just before it (the SinkBinding's token is
+// rotated in place). A missing or empty file adds nothing; a file that
+// cannot be read fails the request, which Emit reports as unavailable.
+type sinkTokenTransport struct {
+	base http.RoundTripper
+	file string
+}
+
+func (t sinkTokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	b, err := os.ReadFile(t.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return t.base.RoundTrip(r)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sink token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return t.base.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return t.base.RoundTrip(r)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ type sink struct {
 	events  []received
 	times   []time.Time
 	binary  []bool
+	auth    []string
 	answers int
 }
 
@@ -55,6 +58,7 @@ func startSink(t *testing.T, status int) *sink {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.binary = append(s.binary, r.Header.Get("Ce-Id") != "")
+		s.auth = append(s.auth, r.Header.Get("Authorization"))
 		s.mu.Unlock()
 		recv.ServeHTTP(w, r)
 	}))
@@ -193,5 +197,61 @@ func TestNewSinkEmitterRejectsBadTarget(t *testing.T) {
 	}
 	if _, err := host.NewSinkEmitter("http://x", host.WithHTTPClient(nil)); !errors.Is(err, council.ErrInvalid) {
 		t.Errorf("WithHTTPClient(nil): err = %v, want ErrInvalid", err)
+	}
+}
+
+// TestSinkEmitterSendsTheSinkBindingToken: with Eventing's OIDC on, a
+// SinkBinding mounts a token for the sink's audience and rotates it in
+// place; the emitter reads it before each request. Without the file (the
+// feature off) it sends no Authorization header. The broker ingress that
+// demands the token is Eventing's (scripts/cluster.sh, COUNCIL_CLUSTER_OIDC).
+func TestSinkEmitterSendsTheSinkBindingToken(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, http.StatusAccepted)
+	file := filepath.Join(t.TempDir(), "token")
+	em, err := host.NewSinkEmitter(s.url, host.WithSinkTokenFile(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emit := func() {
+		t.Helper()
+		if err := em.Emit(t.Context(), testEnvelope()); err != nil {
+			t.Fatalf("Emit: %v", err)
+		}
+	}
+	emit() // no file yet
+	for _, tok := range []string{"first.jwt\n", "rotated.jwt"} {
+		if err := os.WriteFile(file, []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		emit()
+	}
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	emit() // empty file: not mounted yet
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := []string{"", "Bearer first.jwt", "Bearer rotated.jwt", ""}
+	if diff := cmp.Diff(want, s.auth); diff != "" {
+		t.Errorf("Authorization headers (-want +got):\n%s", diff)
+	}
+}
+
+func TestSinkEmitterUnreadableTokenIsUnavailable(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, http.StatusAccepted)
+	em, err := host.NewSinkEmitter(s.url, host.WithSinkTokenFile(t.TempDir())) // a directory: read fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Emit(t.Context(), testEnvelope()); !errors.Is(err, council.ErrUnavailable) {
+		t.Errorf("Emit = %v, want an error wrapping ErrUnavailable", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.answers != 0 {
+		t.Errorf("the sink got %d requests without the token; want none", s.answers)
 	}
 }
