@@ -19,67 +19,67 @@ import (
 // audience, council.dev/<function>, and is named <function>-*, and the
 // function verifies exactly that audience and those subjects.
 func TestEveryFunctionHasItsEventPolicy(t *testing.T) {
-	for _, dir := range []string{dirOIDC} {
-		t.Run(dir, func(t *testing.T) {
-			m := decode(t, render(t, dir))
-			for _, fn := range functionNames() {
-				var policies []*v1alpha1.EventPolicy
-				for _, ep := range m.eventPolicies {
-					for _, to := range ep.Spec.To {
-						if to.Ref != nil && to.Ref.APIVersion == "serving.knative.dev/v1" && to.Ref.Kind == "Service" && to.Ref.Name == fn {
-							policies = append(policies, ep)
-						}
-					}
-				}
-				if len(policies) != 1 {
-					t.Errorf("%s: %d EventPolicies to Service %s; want 1", dir, len(policies), fn)
-					continue
-				}
-				ep := policies[0]
-				if len(ep.Spec.To) != 1 {
-					t.Errorf("EventPolicy %s applies to %d targets; want only %s", ep.Name, len(ep.Spec.To), fn)
-				}
-				var senders, subscribers []string
-				for _, from := range ep.Spec.From {
-					if from.Ref == nil || from.Ref.APIVersion != "eventing.knative.dev/v1" || from.Ref.Kind != "Trigger" {
-						t.Errorf("EventPolicy %s allows a sender %+v that is not a Trigger", ep.Name, from)
-						continue
-					}
-					senders = append(senders, from.Ref.Name)
-				}
-				for _, tr := range m.triggers {
-					if subscriberOf(tr) != fn {
-						continue
-					}
-					subscribers = append(subscribers, tr.Name)
-					if aud := tr.Spec.Subscriber.Audience; aud == nil || *aud != "council.dev/"+fn {
-						t.Errorf("Trigger %s: subscriber audience %v; want council.dev/%s", tr.Name, aud, fn)
-					}
-					if !strings.HasPrefix(tr.Name, fn+"-") {
-						t.Errorf("Trigger %s subscribes %s but its service account is not one of %s-*", tr.Name, fn, fn)
-					}
-				}
-				env := functionEnv(t, m, fn)
-				want := map[string]string{
-					"COUNCIL_AUTH_OIDC_AUDIENCE": "council.dev/" + fn,
-					"COUNCIL_AUTH_OIDC_SUBJECTS": "system:serviceaccount:council:" + fn + "-*",
-					"COUNCIL_AUTH_OIDC_ISSUER":   "https://kubernetes.default.svc.cluster.local",
-				}
-				for k, v := range want {
-					if env[k] != v {
-						t.Errorf("Service %s: %s=%q; want %q", fn, k, env[k], v)
-					}
-				}
-				slices.Sort(senders)
-				slices.Sort(subscribers)
-				if len(subscribers) == 0 {
-					t.Errorf("%s: no Trigger subscribes %s", dir, fn)
-				}
-				if diff := cmp.Diff(subscribers, senders); diff != "" {
-					t.Errorf("EventPolicy %s senders differ from the Triggers of %s (-triggers +policy):\n%s", ep.Name, fn, diff)
+	dir := dirOIDC
+	m := decode(t, render(t, dir))
+	if len(m.eventPolicies) != len(functionNames()) {
+		t.Errorf("%s has %d EventPolicies; want one per function", dir, len(m.eventPolicies))
+	}
+	for _, fn := range functionNames() {
+		var policies []*v1alpha1.EventPolicy
+		for _, ep := range m.eventPolicies {
+			for _, to := range ep.Spec.To {
+				if to.Ref != nil && to.Ref.APIVersion == "serving.knative.dev/v1" && to.Ref.Kind == "Service" && to.Ref.Name == fn {
+					policies = append(policies, ep)
 				}
 			}
-		})
+		}
+		if len(policies) != 1 {
+			t.Errorf("%s: %d EventPolicies to Service %s; want 1", dir, len(policies), fn)
+			continue
+		}
+		ep := policies[0]
+		if len(ep.Spec.To) != 1 {
+			t.Errorf("EventPolicy %s applies to %d targets; want only %s", ep.Name, len(ep.Spec.To), fn)
+		}
+		var senders, subscribers []string
+		for _, from := range ep.Spec.From {
+			if from.Ref == nil || from.Ref.APIVersion != "eventing.knative.dev/v1" || from.Ref.Kind != "Trigger" {
+				t.Errorf("EventPolicy %s allows a sender %+v that is not a Trigger", ep.Name, from)
+				continue
+			}
+			senders = append(senders, from.Ref.Name)
+		}
+		for _, tr := range m.triggers {
+			if subscriberOf(tr) != fn {
+				continue
+			}
+			subscribers = append(subscribers, tr.Name)
+			if aud := tr.Spec.Subscriber.Audience; aud == nil || *aud != "council.dev/"+fn {
+				t.Errorf("Trigger %s: subscriber audience %v; want council.dev/%s", tr.Name, aud, fn)
+			}
+			if !strings.HasPrefix(tr.Name, fn+"-") {
+				t.Errorf("Trigger %s subscribes %s but its service account is not one of %s-*", tr.Name, fn, fn)
+			}
+		}
+		env := functionEnv(t, m, fn)
+		want := map[string]string{
+			"COUNCIL_AUTH_OIDC_AUDIENCE": "council.dev/" + fn,
+			"COUNCIL_AUTH_OIDC_SUBJECTS": "system:serviceaccount:council:" + fn + "-*",
+			"COUNCIL_AUTH_OIDC_ISSUER":   "https://kubernetes.default.svc.cluster.local",
+		}
+		for k, v := range want {
+			if env[k] != v {
+				t.Errorf("Service %s: %s=%q; want %q", fn, k, env[k], v)
+			}
+		}
+		slices.Sort(senders)
+		slices.Sort(subscribers)
+		if len(subscribers) == 0 {
+			t.Errorf("%s: no Trigger subscribes %s", dir, fn)
+		}
+		if diff := cmp.Diff(subscribers, senders); diff != "" {
+			t.Errorf("EventPolicy %s senders differ from the Triggers of %s (-triggers +policy):\n%s", ep.Name, fn, diff)
+		}
 	}
 }
 
@@ -126,10 +126,6 @@ func TestShippedManifestsNeedNoOIDC(t *testing.T) {
 		if _, ok := cm.Data["authentication-oidc"]; ok {
 			t.Errorf("platform/ sets authentication-oidc in %s/%s; want it only in platform/oidc", cm.Namespace, cm.Name)
 		}
-	}
-	m := decode(t, render(t, dirOIDC))
-	if len(m.eventPolicies) != len(functionNames()) {
-		t.Errorf("%s has %d EventPolicies; want one per function", dirOIDC, len(m.eventPolicies))
 	}
 }
 

@@ -712,10 +712,10 @@ deploy_serving() {
 
 # fit_requests lowers the CPU requests of every container of the
 # Deployments in the namespaces given to $SYSTEM_CPU: the releases ask for
-# 100-300m each (about 1.4 cores for Serving, Eventing and eventing-natss),
+# 100-300m each (1,420m for Serving, Eventing, eventing-natss and KIngress),
 # which on a 2-core node leaves too little for the functions at max-scale
 # (seen: execute's pods Pending, "Insufficient cpu", under the load check).
-# Idle, each uses a few millicores. Limits stay as released.
+# Limits stay as released.
 fit_requests() {
 	local ns d
 	for ns in "$@"; do
