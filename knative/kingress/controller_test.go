@@ -244,6 +244,10 @@ func TestControllerLeavesClassChange(t *testing.T) {
 	client := fake.NewSimpleClientset(ingress("generate", DefaultClass, 1, "generate.council"))
 	table := startController(t, client)
 	eventually(t, "ingress routed", func() bool { return table.Has("council/generate") })
+	// The fake clientset's UpdateStatus writes the whole object: change the
+	// class only once the controller has written its status, or that write
+	// can put the old class back.
+	eventually(t, "ingress ready", func() bool { return ready(get(t, client, "generate")) })
 	ing := get(t, client, "generate")
 	ing.Annotations[networking.IngressClassAnnotationKey] = "istio.ingress.networking.knative.dev"
 	if _, err := client.NetworkingV1alpha1().Ingresses("council").Update(context.Background(), ing, metav1.UpdateOptions{}); err != nil {
